@@ -1,0 +1,111 @@
+// Command mcc is the mobile client certificates CLI: the CI/CD side (CA,
+// issuance, revocation, certified-secure records) and the gateway side
+// (quickstart, xDS control plane, ext_authz service).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one `mcc` subcommand. run gets the arguments after the command
+// name and returns an error that main prints as one line.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"quickstart", "start a protected Caddy gateway on localhost with a demo PKI", runQuickstart},
+		{"ca", "manage a certificate authority (ca init)", runCA},
+		{"issue", "issue an app build's client certificate bundle and certified-secure record", runIssue},
+		{"revoke", "revoke a certificate and update the revocation list and CRL", runRevoke},
+		{"certify", "verify a certified-secure record (certify verify)", runCertify},
+		{"validate", "check a fusion set file and print every problem", runValidate},
+		{"xds", "run the Envoy xDS control plane", runXDS},
+		{"authz", "run the Envoy ext_authz and access-log service", runAuthz},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// errUsage marks an error caused by bad command-line input; flag has already
+// printed the details.
+var errUsage = errors.New("usage error")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		default:
+			fmt.Fprintf(stderr, "mcc %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "mcc: unknown command %q (see mcc --help)\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "mcc: mobile client certificates for Caddy and Envoy")
+	fmt.Fprintln(w, "\nUsage: mcc <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'mcc <command> --help' for a command's flags.")
+}
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting, with a
+// usage line, so every command has --help.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("mcc "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mcc %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it maps a parse failure to errUsage (flag printed it).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}

@@ -2,11 +2,96 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/mccgate/mcc/pki"
+	"github.com/mccgate/mcc/pki/certid"
 )
 
-// runIssue is not written yet; its owner replaces this file.
+// runIssue issues an app build's client certificate: PKCS#12 bundle(s),
+// password file(s), the signed certified-secure record and an audit entry.
 func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("issue", "issue --ca DIR --fusion-set ID --app-id APP --build BUILD --out FILE.p12 [flags]", stderr)
+	caDir := fs.String("ca", "", "CA directory (from mcc ca init)")
+	setID := fs.String("fusion-set", "", "fusion set id (identity URI host)")
+	appID := fs.String("app-id", "", "app id, e.g. com.example.bank (identity URI path)")
+	buildID := fs.String("build", "", "build id (events report it as fusedAppToken)")
+	buildDate := fs.String("build-date", "", "build time, RFC 3339 (default now)")
+	buildUser := fs.String("build-user", "", "who built it (default $USER)")
+	buildHost := fs.String("build-host", "", "where it was built (default this host's name)")
+	sdk := fs.String("sdk-version", "", "SDK version of the build")
+	validFor := fs.String("valid-for", "365d", "certificate validity")
+	out := fs.String("out", "", "PKCS#12 bundle to write (AES-256-CBC, PBKDF2-HMAC-SHA256); password goes to FILE.password (0600)")
+	legacyOut := fs.String("legacy-out", "", "also write a legacy 3DES PKCS#12 bundle for old iOS/Android importers (own password file)")
+	recordPath := fs.String("record", "", "certified-secure record to write (default <out>.certified.json)")
+	setFile := fs.String("fusion-set-file", "", "fusion set file: record the set's protections and refuse a certificate the set would reject")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := requireFlags(fs, "ca", "fusion-set", "app-id", "build", "out"); err != nil {
+		return err
+	}
+	d, err := parsePositiveDuration(fs, "valid-for", *validFor)
+	if err != nil {
+		return err
+	}
+	build := certid.BuildInfo{ID: *buildID, User: *buildUser, Host: *buildHost, SDK: *sdk, Date: time.Now()}
+	if *buildDate != "" {
+		if build.Date, err = time.Parse(time.RFC3339, *buildDate); err != nil {
+			return usageError(fs, "--build-date %q is not RFC 3339 (e.g. 2026-01-31T12:00:00Z)", *buildDate)
+		}
+	}
+	if build.User == "" {
+		build.User = currentUser()
+	}
+	if build.Host == "" {
+		build.Host, _ = os.Hostname()
+	}
+
+	ca, err := pki.LoadCA(*caDir)
+	if err != nil {
+		return err
+	}
+	opts := pki.IssueFilesOptions{
+		Request:    pki.IssueRequest{FusionSet: *setID, AppID: *appID, Build: build, ValidFor: d},
+		Out:        *out,
+		LegacyOut:  *legacyOut,
+		RecordPath: *recordPath,
+	}
+	if *setFile != "" {
+		g, err := loadSetGuard(ctx, *setFile, *setID, *appID)
+		if err != nil {
+			return err
+		}
+		opts.Protections, opts.Check = g.protections, g.check
+	}
+	res, err := ca.IssueFiles(opts)
+	if err != nil {
+		return err
+	}
+	c := res.Record.Certificate
+	fmt.Fprintf(stdout, "issued %s for build %q: serial %s, sha256 %s, valid until %s\n",
+		c.IdentityURI, build.ID, c.Serial, c.SHA256, c.NotAfter.Format(time.RFC3339))
+	for _, f := range res.Files {
+		fmt.Fprintf(stdout, "  %-50s %s\n", describeFile(f.Path, f.Private), f.What)
+	}
+	if *legacyOut != "" {
+		fmt.Fprintln(stdout, "note: the legacy bundle uses 3DES/SHA-1 for old importers; ship it only where the modern one is refused.")
+	}
+	return nil
+}
+
+// currentUser is $USER, else the account name.
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }

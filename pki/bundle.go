@@ -1,0 +1,143 @@
+package pki
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+)
+
+// BundleFormat selects the PKCS#12 encryption profile.
+type BundleFormat string
+
+const (
+	// FormatModern2023 is the default: PBES2 with PBKDF2-HMAC-SHA256 and
+	// AES-256-CBC for both the key and the certificates, HMAC-SHA256 MAC
+	// (go-pkcs12 Modern2023). Read by OpenSSL 1.1.1+, curl, Node, Java 12+,
+	// BouncyCastle, Windows Server 2019+.
+	FormatModern2023 BundleFormat = "pkcs12-modern2023"
+	// FormatLegacyDES is the mobile-compatibility bundle: pbeWithSHA1And3-
+	// KeyTripleDES-CBC and an HMAC-SHA1 MAC (go-pkcs12 LegacyDES). It exists
+	// only because iOS SecPKCS12Import and configuration profiles, the
+	// Android Settings certificate installer and Android 13 and older
+	// platform keystores reject or mis-report AES/PBKDF2 bundles. 3DES with
+	// SHA-1 is weak cryptography: the bundle's real protection is the random
+	// 128-bit+ password, so keep it as secret as the modern one and prefer
+	// the modern bundle wherever the importer accepts it.
+	FormatLegacyDES BundleFormat = "pkcs12-legacy-3des"
+)
+
+// passwordBytes is the bundle password's entropy: 32 random bytes, written
+// as 64 hex characters (256 bits, above the 128-bit floor).
+const passwordBytes = 32
+
+// BundleParams describes a bundle's encryption, as stated in records.
+type BundleParams struct {
+	Format        BundleFormat `json:"format"`
+	Cipher        string       `json:"cipher"`
+	KDF           string       `json:"kdf"`
+	PRF           string       `json:"prf"`
+	Iterations    int          `json:"iterations"`
+	MAC           string       `json:"mac"`
+	MACIterations int          `json:"macIterations"`
+}
+
+// Iteration counts are go-pkcs12's defaults. A password of 256 random bits
+// makes brute force moot, so raising them would only cost importers time.
+var bundleProfiles = map[BundleFormat]struct {
+	enc    *pkcs12.Encoder
+	params BundleParams
+}{
+	FormatModern2023: {pkcs12.Modern2023, BundleParams{
+		Format: FormatModern2023, Cipher: "AES-256-CBC", KDF: "PBKDF2", PRF: "hmacWithSHA256",
+		Iterations: 2048, MAC: "sha256", MACIterations: 2048,
+	}},
+	FormatLegacyDES: {pkcs12.LegacyDES, BundleParams{
+		Format: FormatLegacyDES, Cipher: "3DES-CBC (pbeWithSHA1And3-KeyTripleDES-CBC)", KDF: "PKCS12-KDF", PRF: "sha1",
+		Iterations: 2048, MAC: "sha1", MACIterations: 1,
+	}},
+}
+
+// Bundle is an encoded PKCS#12 file and its password. Both are secret.
+type Bundle struct {
+	Params   BundleParams
+	Data     []byte // the PKCS#12 file: private (as strong as Password)
+	Password string // private: never print or log it
+	SHA256   string // hex SHA-256 of Data
+}
+
+// NewPassword returns a random bundle password: 64 hex characters.
+func NewPassword() (string, error) {
+	b := make([]byte, passwordBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating bundle password: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// EncodeBundle encodes the issued key, certificate and CA certificate as a
+// PKCS#12 file with a fresh random password.
+func EncodeBundle(iss *Issued, format BundleFormat) (*Bundle, error) {
+	prof, ok := bundleProfiles[format]
+	if !ok {
+		return nil, fmt.Errorf("unknown bundle format %q", format)
+	}
+	pw, err := NewPassword()
+	if err != nil {
+		return nil, err
+	}
+	data, err := prof.enc.Encode(iss.Key, iss.Cert, []*x509.Certificate{iss.CA}, pw)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s bundle: %w", format, err)
+	}
+	return &Bundle{Params: prof.params, Data: data, Password: pw, SHA256: Fingerprint(data)}, nil
+}
+
+// PasswordPath is where a bundle's password file lives: beside the bundle.
+func PasswordPath(bundlePath string) string { return bundlePath + ".password" }
+
+// Write writes the bundle to path and its password to PasswordPath(path),
+// both 0600. It refuses to replace existing files.
+func (b *Bundle) Write(path string) error {
+	pwPath := PasswordPath(path)
+	for _, p := range []string{path, pwPath} {
+		exists, err := fileExists(p)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("%s already exists; refusing to overwrite it", p)
+		}
+	}
+	if err := writeNewFile(path, b.Data, modePrivate); err != nil {
+		return fmt.Errorf("writing bundle: %w", err)
+	}
+	if err := writeNewFile(pwPath, []byte(b.Password+"\n"), modePrivate); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing bundle password: %w", err)
+	}
+	return nil
+}
+
+// ReadPasswordFile reads a password file written by Write (one line).
+func ReadPasswordFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading password file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(data), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("password file %s is empty", path)
+	}
+	return pw, nil
+}
+
+// DecodeBundle opens a PKCS#12 file (any format go-pkcs12 reads).
+func DecodeBundle(data []byte, password string) (key any, leaf *x509.Certificate, chain []*x509.Certificate, err error) {
+	return pkcs12.DecodeChain(data, password)
+}

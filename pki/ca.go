@@ -1,0 +1,219 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Names of the files in a CA directory.
+const (
+	CACertFile  = "ca.pem"
+	CAKeyFile   = "ca-key.pem" // private
+	RevokedFile = "revoked.txt"
+	CRLFile     = "crl.pem"
+	AuditFile   = "audit.log"
+	lockFile    = ".lock"
+)
+
+// DefaultCAValidity is how long a new CA is valid unless told otherwise.
+const DefaultCAValidity = 10 * 365 * 24 * time.Hour
+
+// DefaultCAName is the CA's common name unless told otherwise.
+const DefaultCAName = "mcc client CA"
+
+// CAOptions configures InitCA.
+type CAOptions struct {
+	Name     string        // Subject CN; DefaultCAName when empty
+	KeyType  KeyType       // KeyECDSAP256 when empty
+	ValidFor time.Duration // DefaultCAValidity when zero
+	Now      func() time.Time
+}
+
+// CA is a certificate authority loaded from its directory.
+type CA struct {
+	Dir  string
+	Cert *x509.Certificate
+	Key  crypto.Signer // private: never log or serialize it
+	// Now is the clock used for issuance, revocation and audit times
+	// (time.Now when nil); tests move it.
+	Now func() time.Time
+}
+
+func (ca *CA) now() time.Time {
+	if ca.Now != nil {
+		return ca.Now()
+	}
+	return time.Now()
+}
+
+// Fingerprint is the lower-case hex SHA-256 of the CA certificate.
+func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert.Raw) }
+
+// Path returns the path of a file in the CA directory.
+func (ca *CA) Path(name string) string { return filepath.Join(ca.Dir, name) }
+
+// InitCA creates a self-signed CA in dir (created 0700 when missing). It
+// refuses to touch a directory that already holds a CA certificate or key.
+// Besides the certificate and key it writes an empty revocation list, an
+// initial CRL (so a fusion set can reference both from day one) and the
+// first audit log entry.
+func InitCA(dir string, opts CAOptions) (*CA, error) {
+	if dir == "" {
+		return nil, errors.New("CA directory is empty")
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultCAName
+	}
+	kt, err := ParseKeyType(string(opts.KeyType))
+	if err != nil {
+		return nil, err
+	}
+	if opts.ValidFor == 0 {
+		opts.ValidFor = DefaultCAValidity
+	}
+	if opts.ValidFor < time.Hour {
+		return nil, fmt.Errorf("CA validity %s is too short (minimum 1h)", opts.ValidFor)
+	}
+	if err := os.MkdirAll(dir, modeDir); err != nil {
+		return nil, fmt.Errorf("creating CA directory: %w", err)
+	}
+	for _, name := range []string{CACertFile, CAKeyFile} {
+		exists, err := fileExists(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			return nil, fmt.Errorf("a CA already exists in %s (%s); refusing to overwrite it", dir, name)
+		}
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	ca := &CA{Dir: dir, Now: opts.Now}
+	key, err := generateKey(kt)
+	if err != nil {
+		return nil, fmt.Errorf("generating %s CA key: %w", kt, err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: opts.Name},
+		NotBefore:             now.Add(-5 * time.Minute), // tolerate small clock skew
+		NotAfter:              now.Add(opts.ValidFor),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true, // issues leaves only
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing new CA certificate: %w", err)
+	}
+	keyPEM, err := marshalKeyPEM(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding CA key: %w", err)
+	}
+	ca.Cert, ca.Key = cert, key
+
+	keyPath, certPath := ca.Path(CAKeyFile), ca.Path(CACertFile)
+	if err := writeNewFile(keyPath, keyPEM, modePrivate); err != nil {
+		return nil, fmt.Errorf("writing CA key: %w", err)
+	}
+	if err := writeNewFile(certPath, pemEncode("CERTIFICATE", der), modePublic); err != nil {
+		os.Remove(keyPath)
+		return nil, fmt.Errorf("writing CA certificate: %w", err)
+	}
+	if err := ca.writeRevocations(nil, DefaultCRLValidity); err != nil {
+		return nil, err
+	}
+	if _, err := AppendAudit(ca.Path(AuditFile), key, AuditEntry{
+		Time:   now,
+		Action: AuditInit,
+		Serial: FormatSerial(cert.SerialNumber),
+		SHA256: ca.Fingerprint(),
+		Detail: opts.Name,
+	}); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// LoadCA reads the CA certificate and key from dir and checks that they
+// belong together.
+func LoadCA(dir string) (*CA, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading CA: %w", err)
+	}
+	cert, err := ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("loading CA: %s: %w", CACertFile, err)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("loading CA: %s is not a CA certificate", filepath.Join(dir, CACertFile))
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading CA: %w", err)
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("loading CA: %s: %w", CAKeyFile, err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("loading CA: %s does not match %s", CAKeyFile, CACertFile)
+	}
+	return &CA{Dir: dir, Cert: cert, Key: key}, nil
+}
+
+// LoadCACert reads only the CA certificate of dir (for verifying records
+// where the private key is not available).
+func LoadCACert(dir string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading CA certificate: %w", err)
+	}
+	cert, err := ParseCertificatePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("loading CA certificate: %s: %w", CACertFile, err)
+	}
+	return cert, nil
+}
+
+// ParseCertificatePEM parses the first CERTIFICATE block of data.
+func ParseCertificatePEM(data []byte) (*x509.Certificate, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New("no CERTIFICATE PEM block found")
+		}
+		if block.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(block.Bytes)
+		}
+	}
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	ae, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ae.Equal(b)
+}

@@ -1,0 +1,166 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/mccgate/mcc/pki/certid"
+)
+
+// DefaultLeafValidity is how long an app build's certificate is valid unless
+// told otherwise.
+const DefaultLeafValidity = 365 * 24 * time.Hour
+
+// maxFieldLen bounds each build metadata field so the description attribute
+// stays under X.520's 1024-character upper bound.
+const maxFieldLen = 128
+
+// IssueRequest describes one app build's client certificate.
+type IssueRequest struct {
+	FusionSet string           // fusion set id: the identity URI's host
+	AppID     string           // app id: the identity URI's path
+	Build     certid.BuildInfo // build id (required), date, user, host, SDK
+	ValidFor  time.Duration    // DefaultLeafValidity when zero
+}
+
+// Issued is a newly issued client certificate and its private key.
+type Issued struct {
+	Cert  *x509.Certificate
+	Key   *ecdsa.PrivateKey // private
+	CA    *x509.Certificate
+	Build certid.BuildInfo
+}
+
+// Issue creates an app build's client certificate: a fresh ECDSA P-256 key,
+// a random 128-bit serial, EKU clientAuth, KeyUsage digitalSignature, not a
+// CA, exactly one URI SAN certid.IdentityURI(set, app), and the Subject of
+// certid.Subject (CN app, O set, serialNumber build id, description build
+// metadata). Nothing is written to disk.
+func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
+	uri, err := identityURI(req.FusionSet, req.AppID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBuild(req.Build); err != nil {
+		return nil, err
+	}
+	// The certificate carries the date at second precision; keep the same
+	// value everywhere (record, audit log) so they agree.
+	req.Build.Date = req.Build.Date.UTC().Truncate(time.Second)
+	if req.ValidFor == 0 {
+		req.ValidFor = DefaultLeafValidity
+	}
+	if req.ValidFor < time.Minute {
+		return nil, fmt.Errorf("validity %s is too short", req.ValidFor)
+	}
+	now := ca.now()
+	notBefore := now.Add(-5 * time.Minute) // tolerate device clock skew
+	notAfter := now.Add(req.ValidFor)
+	if notAfter.After(ca.Cert.NotAfter) {
+		return nil, fmt.Errorf("certificate would be valid until %s, after the CA expires (%s); shorten --valid-for",
+			notAfter.UTC().Format(time.RFC3339), ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(ca.Cert.NotBefore) {
+		return nil, fmt.Errorf("the CA is not valid before %s", ca.Cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating client key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               certid.Subject(req.FusionSet, req.AppID, req.Build),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		URIs:                  []*url.URL{uri},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signing client certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing new client certificate: %w", err)
+	}
+	// Prove the metadata reads back exactly as the gateway will read it.
+	if set, app, n := certid.Identity(cert); n != 1 || set != req.FusionSet || app != req.AppID {
+		return nil, fmt.Errorf("identity URI %q does not read back as fusion set %q, app %q", uri, req.FusionSet, req.AppID)
+	}
+	if _, ok, err := certid.ParseBuildInfo(cert); err != nil || !ok {
+		return nil, fmt.Errorf("build metadata does not read back: %v", err)
+	}
+	return &Issued{Cert: cert, Key: key, CA: ca.Cert, Build: req.Build}, nil
+}
+
+// identityURI builds and checks the identity URI: the ids must survive a
+// round trip through URL parsing unchanged, since gateways compare the SAN
+// as a string (Envoy) and as parsed host and path (certid.Identity).
+func identityURI(setID, appID string) (*url.URL, error) {
+	if setID == "" {
+		return nil, errors.New("fusion set id is empty")
+	}
+	if appID == "" {
+		return nil, errors.New("app id is empty")
+	}
+	if !isIDText(setID, false) {
+		return nil, fmt.Errorf("fusion set id %q: use lower-case letters, digits, '-' and '.'", setID)
+	}
+	if !isIDText(appID, true) {
+		return nil, fmt.Errorf("app id %q: use letters, digits, '-', '_' and '.'", appID)
+	}
+	s := certid.IdentityURI(setID, appID)
+	u, err := url.Parse(s)
+	if err != nil || u.Host != setID || u.Path != "/"+appID || u.String() != s {
+		return nil, fmt.Errorf("identity URI %q does not round-trip", s)
+	}
+	return u, nil
+}
+
+// isIDText accepts the characters that are safe unescaped in a URI host
+// (set ids: lower case, since hosts are case-insensitive) or path (app ids,
+// e.g. reverse-DNS bundle ids).
+func isIDText(s string, app bool) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
+		case app && (r >= 'A' && r <= 'Z' || r == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func checkBuild(b certid.BuildInfo) error {
+	if b.ID == "" {
+		return errors.New("build id is empty")
+	}
+	for _, f := range []struct{ name, v string }{{"build id", b.ID}, {"build user", b.User}, {"build host", b.Host}, {"SDK version", b.SDK}} {
+		if len(f.v) > maxFieldLen {
+			return fmt.Errorf("%s is longer than %d bytes", f.name, maxFieldLen)
+		}
+		for _, r := range f.v {
+			if r < 0x20 || r == 0x7f {
+				return fmt.Errorf("%s contains a control character", f.name)
+			}
+		}
+	}
+	return nil
+}

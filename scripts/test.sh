@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test mcc has: vet, the full test suite (with -v, never -short or
+# -trimpath, because caddytest skips silently under both), a short run of each
+# fuzz target, and the xcaddy build line from the README. A skipped test fails
+# the run: every test here must be able to run on a machine set up by
+# .ci/run (openssl, curl, redis-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "== go vet"
+go vet ./...
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+
+echo "== go test"
+# -p 2: two package binaries at a time (each caddytest package has its own
+# admin port). GOFLAGS is cleared of -trimpath on purpose.
+GOFLAGS="${GOFLAGS//-trimpath/}" go test -v -count=1 -p 2 -timeout 20m ./... 2>&1 | tee "$log"
+if grep -E -- '^\s*--- SKIP' "$log"; then
+	echo "FAIL: tests were skipped (see above); CI treats a skip as a failure" >&2
+	exit 1
+fi
+
+echo "== fuzz (short)"
+for target in FuzzLoad FuzzEvaluate; do
+	go test -run='^$' -fuzz="^${target}\$" -fuzztime=15s ./fusion
+done
+
+if [ "${MCC_SKIP_XCADDY:-}" != 1 ]; then
+	echo "== xcaddy build (the README's line)"
+	./scripts/xcaddy-build.sh
+fi
+echo "== all tests passed"

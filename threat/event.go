@@ -37,8 +37,8 @@ const (
 // mobile Threat-Event vocabulary. It never carries private keys, bundle
 // passwords or the whole certificate PEM.
 type Event struct {
-	Schema string `json:"schema"`
-	ID     string `json:"id"`
+	Schema string    `json:"schema"`
+	ID     string    `json:"id"`
 	Time   time.Time `json:"time"`
 
 	Name                    string         `json:"name"`

@@ -5,17 +5,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
 )
 
 // IdentityURIScheme is the scheme of the app identity URI SAN.
-const IdentityURIScheme = "mcc"
+const IdentityURIScheme = certid.Scheme
 
 // IdentityURI returns the URI SAN that binds a certificate to a fusion set and
 // an app: "mcc://<fusion-set-id>/<app-id>". Envoy enforces it natively with
 // match_typed_subject_alt_names (URI, exact); the engine applies the same rule.
 func IdentityURI(setID, appID string) string {
-	return IdentityURIScheme + "://" + setID + "/" + appID
+	return certid.IdentityURI(setID, appID)
 }
 
 // Request is what a gateway knows about one request (or one handshake).
@@ -49,6 +50,11 @@ type Request struct {
 	// evaluating a certificate; ReasonData adds details.
 	Reason     threat.Reason
 	ReasonData map[string]any
+
+	// Handshake is set by TLS-stage callers (the Caddy verifier): a failure
+	// is then reported as HANDSHAKE_FAILED with reasonData.cause set to the
+	// specific reason code.
+	Handshake bool
 }
 
 // Action is the gateway's verdict for a request.
@@ -82,7 +88,8 @@ type Decision struct {
 	Event   *threat.Event
 	Emitted bool
 	// Cert identifies the leaf when one could be parsed (for placeholders
-	// and logs); AppID and BuildID are empty when the leaf lacks them.
+	// and logs); AppID and BuildID are empty when the leaf lacks them. It
+	// is shared with the verdict cache: read it, never modify it.
 	Cert *threat.CertInfo
 	// CacheHit reports that the certificate verdict came from the cache.
 	CacheHit bool

@@ -87,7 +87,7 @@ type Revocation struct {
 // Crypto is the crypto floor for presented certificates. SHA-1 and MD5
 // signatures are always refused.
 type Crypto struct {
-	MinRSABits    int      `yaml:"min_rsa_bits,omitempty" json:"min_rsa_bits,omitempty"`       // default 2048
+	MinRSABits    int      `yaml:"min_rsa_bits,omitempty" json:"min_rsa_bits,omitempty"`     // default 2048
 	AllowedCurves []string `yaml:"allowed_curves,omitempty" json:"allowed_curves,omitempty"` // default P-256, P-384
 	// RequireClientAuthEKU defaults to true; set false only for legacy fleets.
 	RequireClientAuthEKU *bool `yaml:"require_client_auth_eku,omitempty" json:"require_client_auth_eku,omitempty"`

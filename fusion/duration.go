@@ -35,12 +35,14 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	// Errors are *yaml.TypeError so that the decoder collects them with the
+	// other type errors instead of aborting the whole file.
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: duration must be a string like \"15m\" or \"30d\"", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: duration must be a string like \"15m\" or \"30d\"", n.Line)}}
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = Duration(v)
 	return nil

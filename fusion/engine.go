@@ -1,0 +1,356 @@
+package fusion
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/threat"
+)
+
+// DefaultCacheSize is the default number of cached verdicts per fusion set.
+const DefaultCacheSize = 10000
+
+// maxDeviceValue caps a device header value copied into events and store keys.
+const maxDeviceValue = 256
+
+// Options configures an Engine.
+type Options struct {
+	// Store holds scores and bans; nil means a private in-memory store.
+	Store threat.Store
+	// Pipeline receives events of sets with threat_events on; nil means
+	// events are built but not emitted anywhere.
+	Pipeline *threat.Pipeline
+	// Clock is the time source; nil means time.Now.
+	Clock Clock
+	// Logger; nil means no logging.
+	Logger *zap.Logger
+	// CacheSize bounds the verdict cache of each fusion set (default 10000).
+	CacheSize int
+	// Gateway and Node are the defaults for Request.Gateway and Request.Node.
+	Gateway, Node string
+}
+
+// EngineStats are the engine's counters.
+type EngineStats struct {
+	CacheHits, CacheMisses uint64
+	CacheEntries           int
+	// StoreErrors counts failed calls to the configured Store;
+	// StoreFallback is true while the last call failed and scoring runs on
+	// the engine's private in-memory store.
+	StoreErrors   uint64
+	StoreFallback bool
+}
+
+// Engine evaluates requests against fusion sets. It is safe for concurrent
+// use; Update swaps the configuration atomically.
+type Engine struct {
+	opts     Options
+	clock    Clock
+	log      *zap.Logger
+	pipeline *threat.Pipeline
+	scores   *scorer
+	state    atomic.Pointer[engineState]
+
+	cacheHits, cacheMisses atomic.Uint64
+}
+
+// engineState is one configuration with its per-set caches. Swapping it
+// drops every cached verdict of the previous configuration.
+type engineState struct {
+	cfg  *Config
+	sets map[string]*setState
+}
+
+type setState struct {
+	set   *Set
+	cache *verdictCache
+}
+
+// NewEngine returns an engine serving cfg.
+func NewEngine(cfg *Config, opts Options) (*Engine, error) {
+	if cfg == nil {
+		return nil, errors.New("fusion: NewEngine: nil config")
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if isNil(opts.Store) {
+		opts.Store = threat.NewMemoryStore(opts.Clock)
+	}
+	e := &Engine{
+		opts:     opts,
+		clock:    opts.Clock,
+		log:      opts.Logger,
+		pipeline: opts.Pipeline,
+		scores:   newScorer(opts.Store, opts.Clock, opts.Logger),
+	}
+	e.Update(cfg)
+	return e, nil
+}
+
+// isNil reports whether a Store is nil, including a typed nil pointer.
+func isNil(s threat.Store) bool {
+	if s == nil {
+		return true
+	}
+	v := reflect.ValueOf(s)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+// Update swaps in a new configuration. Cached verdicts of the old one are
+// dropped with it.
+func (e *Engine) Update(cfg *Config) {
+	if cfg == nil {
+		return
+	}
+	st := &engineState{cfg: cfg, sets: make(map[string]*setState, len(cfg.Sets))}
+	for id, s := range cfg.Sets {
+		st.sets[id] = &setState{set: s, cache: newVerdictCache(e.opts.CacheSize)}
+	}
+	e.state.Store(st)
+}
+
+// Config returns the configuration being served.
+func (e *Engine) Config() *Config { return e.state.Load().cfg }
+
+// Set returns the compiled fusion set with that id.
+func (e *Engine) Set(id string) (*Set, bool) {
+	ss, ok := e.state.Load().sets[id]
+	if !ok {
+		return nil, false
+	}
+	return ss.set, true
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() EngineStats {
+	st := EngineStats{
+		CacheHits:     e.cacheHits.Load(),
+		CacheMisses:   e.cacheMisses.Load(),
+		StoreErrors:   e.scores.errors.Load(),
+		StoreFallback: e.scores.failing.Load(),
+	}
+	for _, ss := range e.state.Load().sets {
+		st.CacheEntries += ss.cache.len()
+	}
+	return st
+}
+
+// Evaluate decides one request for the fusion set setID. It never panics:
+// a bug on some input blocks the request with CERT_MALFORMED instead.
+func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d Decision) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("fusion: evaluation panicked; blocking the request",
+				zap.String("fusion_set", setID), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			d = Decision{Action: Block, Status: DefaultStatus, Message: DefaultMessage, Reason: threat.ReasonCertMalformed, FusionSet: setID, Mode: threat.ModeDefense}
+		}
+	}()
+	if req == nil {
+		req = &Request{}
+	}
+	ss := e.state.Load().sets[setID]
+	if ss == nil {
+		return e.configError(setID, req)
+	}
+	set := ss.set
+	now := e.clock()
+
+	chain := req.PeerCertificates
+	if len(chain) == 0 && len(req.VerifiedChains) > 0 {
+		chain = rawChain(req.VerifiedChains[0])
+	}
+
+	// The certificate's hash is part of the client's identity for bans, so
+	// the cheap steps (caps, cache lookup, hash) run before the ban check;
+	// parsing and chain verification run only for clients not banned.
+	var v *verdict
+	var reason threat.Reason
+	var data map[string]any
+	hit := false
+	certSHA := ""
+	if len(chain) == 0 {
+		reason, data = threat.ReasonNoClientCert, map[string]any{"error": "no client certificate presented"}
+	} else if reason, data = checkShape(set, chain); reason == threat.ReasonNone {
+		if c := ss.cache.get(chain[0]); c != nil && c.fresh(set, chain, now) {
+			v, hit = c, true
+			e.cacheHits.Add(1)
+			certSHA = v.certSHA
+		} else {
+			certSHA = sha256Hex(chain[0])
+		}
+	} else {
+		certSHA = sha256Hex(chain[0])
+		v = describeLeaf(chain[0]) // for the event, when the leaf parses
+	}
+
+	subj := threat.Subject{IP: req.ClientIP, DeviceID: deviceValue(req.Header, set.deviceIDHeader), CertSHA: certSHA}
+	if until := e.scores.banned(ctx, set.ID, subj); !until.IsZero() {
+		return e.failure(ctx, set, req, subj, threat.ReasonFailSafeActive,
+			map[string]any{"error": "client is blocked by fail-safe enforcement", "until": until.UTC().Format(time.RFC3339)}, v, now, hit)
+	}
+
+	switch {
+	case req.Reason != threat.ReasonNone:
+		reason, data = req.Reason, req.ReasonData
+		if v == nil && len(chain) > 0 {
+			v = describeLeaf(chain[0])
+		}
+	case reason != threat.ReasonNone:
+		// no certificate, or caps exceeded
+	case v == nil:
+		e.cacheMisses.Add(1)
+		v = checkCert(set, chain, req.VerifiedChains, now)
+		if v.cert != nil {
+			v.rest = cloneChain(chain[1:])
+			ss.cache.put(chain[0], v)
+		}
+		reason, data = v.reason, v.data
+	default:
+		reason, data = v.reason, v.data
+	}
+	if reason == threat.ReasonNone {
+		d = Decision{Action: Allow, FusionSet: set.ID, Mode: set.Mode, CacheHit: hit}
+		if v != nil {
+			d.Cert = v.cert
+		}
+		return d
+	}
+	if req.Handshake && reason != threat.ReasonHandshakeFailed {
+		cause := reason
+		data = copyData(data, 1)
+		data["cause"] = string(cause)
+		reason = threat.ReasonHandshakeFailed
+	}
+	return e.failure(ctx, set, req, subj, reason, data, v, now, hit)
+}
+
+// failure scores a failed request, builds its event, emits it when the set
+// has events on, and decides by mode and fail-safe state.
+func (e *Engine) failure(ctx context.Context, set *Set, req *Request, subj threat.Subject, reason threat.Reason, data map[string]any, v *verdict, now time.Time, hit bool) Decision {
+	score, total := 0, 0
+	enforce := reason == threat.ReasonFailSafeActive
+	if !enforce {
+		score = set.Score(reason)
+		total = score
+		if set.FailSafe.Enabled() {
+			res := e.scores.add(ctx, set.ID, subj, score, set.FailSafe)
+			if res.Total > total {
+				total = res.Total
+			}
+			enforce = !res.BannedUntil.IsZero()
+		}
+	}
+	block := set.Mode == threat.ModeDefense || enforce
+	ev := e.buildEvent(set, req, reason, data, v, now, score, total, enforce, block)
+	d := Decision{
+		Reason:    reason,
+		FusionSet: set.ID,
+		Mode:      set.Mode,
+		Event:     ev,
+		CacheHit:  hit,
+	}
+	if v != nil {
+		d.Cert = v.cert
+	}
+	if block {
+		d.Action, d.Status, d.Message = Block, set.Status, set.Message
+	}
+	if set.Events && e.pipeline != nil {
+		e.pipeline.Emit(ev)
+		d.Emitted = true
+	}
+	return d
+}
+
+// configError is the answer for an unknown fusion set: always a block, and
+// an event that is built (for logs) but not emitted.
+func (e *Engine) configError(setID string, req *Request) Decision {
+	now := e.clock()
+	ev := &threat.Event{
+		Schema:     threat.SchemaID,
+		ID:         threat.NewEventID(),
+		Time:       now.UTC(),
+		Name:       threat.FeatureName,
+		ReasonCode: threat.ReasonConfigError,
+		ReasonData: map[string]any{"error": fmt.Sprintf("unknown fusion set %q", truncate(setID, 64))},
+		Ref:        "mcc/" + truncate(setID, 64) + "/" + string(threat.ReasonConfigError),
+		Message:    DefaultMessage,
+		ExternalID: externalID(req),
+		FusionSet:  setID,
+		Mode:       threat.ModeDefense,
+		Action:     threat.ActionBlocked,
+		Gateway:    firstNonEmpty(req.Gateway, e.opts.Gateway),
+		Node:       firstNonEmpty(req.Node, e.opts.Node),
+		ClientIP:   req.ClientIP,
+		SNI:        req.SNI,
+		Host:       req.Host,
+		Method:     req.Method,
+		Path:       req.Path,
+	}
+	return Decision{Action: Block, Status: DefaultStatus, Message: DefaultMessage, Reason: threat.ReasonConfigError,
+		FusionSet: setID, Mode: threat.ModeDefense, Event: ev}
+}
+
+func deviceValue(h http.Header, name string) string {
+	if name == "" || h == nil {
+		return ""
+	}
+	v := h.Get(name)
+	if len(v) > maxDeviceValue {
+		v = v[:maxDeviceValue]
+	}
+	return v
+}
+
+func rawChain(chain []*x509.Certificate) [][]byte {
+	out := make([][]byte, 0, len(chain))
+	for _, c := range chain {
+		if c != nil {
+			out = append(out, c.Raw)
+		}
+	}
+	return out
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func copyData(m map[string]any, extra int) map[string]any {
+	out := make(map[string]any, len(m)+extra)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cloneChain(chain [][]byte) [][]byte {
+	if len(chain) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(chain))
+	for i, der := range chain {
+		out[i] = bytes.Clone(der)
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+package fusion
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxFileSize bounds a fusion set file; real files are a few KiB.
+const maxFileSize = 8 << 20
+
+// Config is a loaded, validated fusion set file.
+type Config struct {
+	// Path is the absolute path of the file it came from ("" when inline).
+	Path string
+	// File is the raw model as decoded.
+	File File
+	// Sets are the compiled, immutable sets by id.
+	Sets map[string]*Set
+	// IDs are the set ids in file order.
+	IDs []string
+
+	// loaded is the state of the watched files right after loading, so
+	// that Watch also sees changes made before it started.
+	loaded filePrints
+}
+
+// fileYAML is File as the strict decoder sees it. go.yaml.in/yaml/v3 keeps
+// a yaml.Node field as the raw node, but decodes a *yaml.Node field as if
+// Node were an ordinary struct (refusing every key of the gateway section
+// under KnownFields), so the section is decoded by value and then moved to
+// File.Gateway.
+type fileYAML struct {
+	Store      string      `yaml:"store,omitempty"`
+	FusionSets []SetConfig `yaml:"fusion_sets"`
+	Gateway    yaml.Node   `yaml:"gateway,omitempty"`
+}
+
+// LoadFile reads and validates a fusion set file and every file it
+// references (CA bundles, CRLs, revocation lists; paths relative to the
+// file's directory). Problems are reported as a *LoadError.
+func LoadFile(path string) (*Config, error) {
+	data, err := readLimited(path, maxFileSize)
+	if err != nil {
+		// The message names the file already.
+		return nil, &LoadError{Problems: []Problem{{Msg: err.Error()}}}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &LoadError{Problems: []Problem{{File: path, Msg: err.Error()}}}
+	}
+	cfg, err := Parse(data, path, filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path = abs
+	cfg.loaded = fingerprintFiles(cfg.WatchedFiles())
+	return cfg, nil
+}
+
+// Parse validates a fusion set file held in memory. filename is used in
+// problems; baseDir resolves relative paths. Every problem found is
+// reported, as a *LoadError.
+func Parse(data []byte, filename, baseDir string) (*Config, error) {
+	if len(data) > maxFileSize {
+		return nil, &LoadError{Problems: []Problem{{File: filename, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err)}}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, &LoadError{Problems: []Problem{{File: filename, Line: 1, Msg: "empty file: expected a mapping with fusion_sets"}}}
+	}
+	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
+		return nil, &LoadError{Problems: []Problem{{File: filename, Line: root.Line, Msg: "expected a mapping with fusion_sets at the top level"}}}
+	}
+	ix := newNodeIndex(&doc)
+
+	var fy fileYAML
+	var problems []Problem
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fy); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err)}}
+		}
+		problems = append(problems, ix.typeProblems(filename, te.Errors)...)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		problems = append(problems, Problem{File: filename, Line: extra.Line, Msg: "more than one YAML document: put every set under one fusion_sets list"})
+	} else if !errors.Is(err, io.EOF) {
+		problems = append(problems, syntaxProblem(filename, err))
+	}
+	f := File{Store: fy.Store, FusionSets: fy.FusionSets}
+	if fy.Gateway.Kind != 0 {
+		gw := fy.Gateway
+		f.Gateway = &gw
+	}
+	typeErrored := make([]string, 0, len(problems))
+	for _, p := range problems {
+		if p.Field != "" {
+			typeErrored = append(typeErrored, p.Field)
+		}
+	}
+
+	var semantic []Problem
+	if f.Store != "" && f.Store != "memory" && !strings.HasPrefix(f.Store, "redis://") && !strings.HasPrefix(f.Store, "rediss://") {
+		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: fmt.Sprintf("unknown store %q: want memory or a redis:// or rediss:// URL", f.Store)})
+	}
+	if len(f.FusionSets) == 0 {
+		semantic = append(semantic, Problem{File: filename, Line: ix.line("fusion_sets"), Field: "fusion_sets", Msg: "at least one fusion set is required"})
+	}
+
+	cfg := &Config{File: f, Sets: make(map[string]*Set, len(f.FusionSets))}
+	firstLine := make(map[string]int)
+	for i, sc := range f.FusionSets {
+		prefix := "fusion_sets[" + strconv.Itoa(i) + "]"
+		set, ps := compileSet(sc, baseDir, filename, prefix, ix)
+		semantic = append(semantic, ps...)
+		if sc.ID == "" {
+			continue
+		}
+		if l, dup := firstLine[sc.ID]; dup {
+			semantic = append(semantic, Problem{File: filename, Line: ix.valueLine(prefix + ".id"), Field: prefix + ".id",
+				Msg: fmt.Sprintf("duplicate fusion set id %q (first defined at line %d)", sc.ID, l)})
+			continue
+		}
+		firstLine[sc.ID] = ix.valueLine(prefix + ".id")
+		if set != nil {
+			cfg.Sets[sc.ID] = set
+			cfg.IDs = append(cfg.IDs, sc.ID)
+		}
+	}
+
+	// A field whose type was wrong decodes as its zero value; its semantic
+	// complaints ("mode is required") would only repeat the type error.
+	for _, p := range semantic {
+		if !underAny(p.Field, typeErrored) {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, &LoadError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// WatchedFiles returns the file itself and every CA, intermediate, CRL and
+// revocation list file it references, as absolute paths, without repeats.
+func (c *Config) WatchedFiles() []string {
+	var out []string
+	seen := make(map[string]bool)
+	add := func(p string) {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	add(c.Path)
+	for _, id := range c.IDs {
+		for _, p := range c.Sets[id].files() {
+			add(p)
+		}
+	}
+	return out
+}
+
+func underAny(field string, roots []string) bool {
+	for _, r := range roots {
+		if field == r || strings.HasPrefix(field, r+".") || strings.HasPrefix(field, r+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+var reYAMLLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxProblem turns a YAML parser error ("yaml: line 3: ...") into a Problem.
+func syntaxProblem(file string, err error) Problem {
+	msg := err.Error()
+	if m := reYAMLLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
+	}
+	return Problem{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// readLimited reads a regular file, refusing one larger than limit. Errors
+// name the file.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("file not found: %s", path)
+		}
+		return nil, err // *fs.PathError names the file
+	}
+	defer f.Close()
+	// Only regular files: a FIFO or device (/dev/stdin) would block or
+	// never end.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file: %s", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("file larger than %d bytes: %s", limit, path)
+	}
+	return data, nil
+}
+
+// NewConfig builds a Config from compiled sets (Caddy's inline fusion_set
+// blocks), refusing duplicate ids. Its Path is empty: Watch reloads only the
+// sets' revocation data.
+func NewConfig(sets ...*Set) (*Config, error) {
+	cfg := &Config{Sets: make(map[string]*Set, len(sets))}
+	for _, s := range sets {
+		if s == nil {
+			return nil, errors.New("fusion: NewConfig: nil set")
+		}
+		if _, dup := cfg.Sets[s.ID]; dup {
+			return nil, fmt.Errorf("fusion: duplicate fusion set id %q", s.ID)
+		}
+		cfg.Sets[s.ID] = s
+		cfg.IDs = append(cfg.IDs, s.ID)
+		cfg.File.FusionSets = append(cfg.File.FusionSets, s.Config)
+	}
+	cfg.loaded = fingerprintFiles(cfg.WatchedFiles())
+	return cfg, nil
+}

@@ -1,0 +1,88 @@
+package quickstart
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/mccgate/mcc/threat"
+)
+
+// printInstructions tells the user what is running and prints the curl
+// lines to try, each after a comment that says what it shows. The lines use
+// file names relative to the quickstart directory, after a `cd` line.
+//
+// Tests parse this output: a try is a "  # N. ..." line followed by one or
+// more "  curl ..." lines; the comment's expectation is written as
+// "-> HTTP <status>" and the block message is quoted after "message:".
+func printInstructions(w io.Writer, g *gateway) {
+	c, d := g.cfg, g.demo
+	url := "https://localhost:" + c.Port + "/"
+	rel := func(p string) string {
+		if r, err := filepath.Rel(g.opts.Dir, p); err == nil && !strings.HasPrefix(r, "..") {
+			return shellQuote(r)
+		}
+		return shellQuote(p)
+	}
+	cacert := "--cacert " + rel(filepath.Join(g.opts.Dir, ServerCAFile))
+
+	fmt.Fprintf(w, "mcc quickstart: Caddy with fusion set %q (mode %s, threat events on)\n", c.SetID, c.Mode)
+	fmt.Fprintf(w, "listening on %s (bound to %s), in front of a demo echo upstream on %s.\n\n", url, bindDescription(c.BindHost), c.Upstream)
+
+	pkiState := "kept from an earlier run"
+	if d.Created {
+		pkiState = "created now, kept for later runs"
+	}
+	fmt.Fprintf(w, "Files in %s (demo PKI %s):\n", g.opts.Dir, pkiState)
+	fmt.Fprintf(w, "  %-26s the running configuration; %s is the fusion set\n", CaddyfileFile, FusionSetFile)
+	fmt.Fprintf(w, "  %-26s the demo app's PKCS#12 bundle and its password file\n", rel(d.Bundle)+" (+ .password)")
+	fmt.Fprintf(w, "  %-26s the same certificate and key as PEM, for curl\n", rel(d.Cert)+", "+rel(d.Key))
+	fmt.Fprintf(w, "  %-26s a certificate from another CA, which the fusion set does not trust\n", rel(d.OtherCert))
+	fmt.Fprintf(w, "  %-26s the demo client CA (for mcc issue --ca / mcc revoke --ca)\n", rel(d.CADir)+"/")
+	fmt.Fprintf(w, "  %-26s the demo server CA that signed the gateway's localhost certificate\n", ServerCAFile)
+	fmt.Fprintf(w, "  %-26s Caddy's log\n\n", CaddyLogFile)
+
+	fmt.Fprintf(w, "Try it from that directory:\n\n")
+	fmt.Fprintf(w, "  cd %s\n\n", shellQuote(g.opts.Dir))
+
+	fmt.Fprintf(w, "  # 1. With the demo app's certificate: allowed -> HTTP 200, the echo upstream answers with the request it got\n")
+	fmt.Fprintf(w, "  curl %s --cert %s --key %s %s\n", cacert, rel(d.Cert), rel(d.Key), url)
+	fmt.Fprintf(w, "  #    the same with the PKCS#12 bundle (curl built with OpenSSL):\n")
+	fmt.Fprintf(w, "  curl %s --cert-type P12 --cert %s:\"$(cat %s)\" %s\n\n", cacert, rel(d.Bundle), rel(d.BundlePassword), url)
+
+	if c.Mode == "defense" {
+		fmt.Fprintf(w, "  # 2. Without a certificate: blocked -> HTTP 403 (reason %s), message: %q\n", threat.ReasonNoClientCert, blockMessage)
+		fmt.Fprintf(w, "  curl %s %s\n\n", cacert, url)
+		fmt.Fprintf(w, "  # 3. With a certificate from another CA: blocked -> HTTP 403 (reason %s), message: %q\n", threat.ReasonCertUntrusted, blockMessage)
+		fmt.Fprintf(w, "  curl %s --cert %s --key %s %s\n\n", cacert, rel(d.OtherCert), rel(d.OtherKey), url)
+		fmt.Fprintf(w, "  Add -H 'Accept: application/json' to get the block as JSON (error, message, reasonCode, externalID).\n\n")
+	} else {
+		fmt.Fprintf(w, "  # 2. Without a certificate: reported, not blocked -> HTTP 200 (reason %s), the echo shows the Mcc-Threat-Event header\n", threat.ReasonNoClientCert)
+		fmt.Fprintf(w, "  curl %s %s\n\n", cacert, url)
+		fmt.Fprintf(w, "  # 3. With a certificate from another CA: reported, not blocked -> HTTP 200 (reason %s), the echo shows the event\n", threat.ReasonCertUntrusted)
+		fmt.Fprintf(w, "  curl %s --cert %s --key %s %s\n\n", cacert, rel(d.OtherCert), rel(d.OtherKey), url)
+	}
+
+	fmt.Fprintf(w, "Threat events (one JSON object per line) go to %s:\n\n", c.EventsFile)
+	fmt.Fprintf(w, "  tail -f %s\n\n", shellQuote(c.EventsFile))
+	fmt.Fprintf(w, "Revoke the demo app's certificate, then try line 1 again (the fusion set re-reads %s within seconds;\n", rel(c.Revoked))
+	fmt.Fprintf(w, "delete %s and restart the quickstart to get a new one):\n\n", rel(d.Cert))
+	fmt.Fprintf(w, "  mcc revoke --ca %s --cert %s\n\n", rel(d.CADir), rel(d.Cert))
+	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+func bindDescription(host string) string {
+	if host == "" {
+		return "every interface"
+	}
+	return host
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+@%,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

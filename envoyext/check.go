@@ -1,0 +1,279 @@
+package envoyext
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.uber.org/zap"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/threat"
+)
+
+// HeaderExternalID carries the block's reference (the event's externalID)
+// in a denied response, so a client can quote it to support.
+const HeaderExternalID = "x-mcc-external-id"
+
+// DynamicMetadataNamespace is where Envoy files CheckResponse.dynamic_metadata
+// (ext_authz's own namespace); access logs can print it with %DYNAMIC_METADATA%.
+const DynamicMetadataNamespace = "envoy.filters.http.ext_authz"
+
+// upstreamHeaders are the headers mcc sets towards the upstream. Envoy header
+// keys are lower case.
+var upstreamHeaders = []string{
+	strings.ToLower(fusion.HeaderEvent),
+	strings.ToLower(fusion.HeaderReason),
+	strings.ToLower(fusion.HeaderFusionSet),
+}
+
+// okClean is the answer for an allowed request with nothing to pass on. It
+// strips any client-sent copies of mcc's upstream headers: only mcc may
+// write them. It is shared and never modified (gRPC only marshals it).
+var okClean = &authv3.CheckResponse{
+	Status: &rpcstatus.Status{Code: int32(codes.OK)},
+	HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+		HeadersToRemove: upstreamHeaders,
+	}},
+}
+
+// Check implements envoy.service.auth.v3.Authorization/Check.
+func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return a.s.Check(ctx, req), nil
+}
+
+// Check evaluates one request. It never fails the RPC: every problem with the
+// request is a decision (a deny for a missing or unknown fusion set), because
+// an RPC error would hand the choice to Envoy's failure_mode_allow.
+func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) *authv3.CheckResponse {
+	start := time.Now()
+	attrs := req.GetAttributes()
+	httpReq := attrs.GetRequest().GetHttp()
+	setID := attrs.GetContextExtensions()[ContextKeyFusionSet]
+
+	r := &fusion.Request{
+		SNI:       attrs.GetTlsSession().GetSni(),
+		Host:      httpReq.GetHost(),
+		Method:    httpReq.GetMethod(),
+		Path:      requestPath(httpReq.GetPath()),
+		RequestID: headerValue(httpReq, "x-request-id"),
+		Gateway:   threat.GatewayEnvoy,
+		Node:      s.node,
+	}
+	if r.RequestID == "" {
+		r.RequestID = httpReq.GetId()
+	}
+	source := socketIP(attrs.GetSource().GetAddress())
+	r.ClientIP = s.proxies.clientIP(source, headerValue(httpReq, "x-forwarded-for"))
+	if hs := s.deviceHeaders(setID); len(hs) > 0 {
+		r.Header = make(http.Header, len(hs))
+		for _, h := range hs {
+			if v := headerValue(httpReq, h.lower); v != "" {
+				r.Header[h.canonical] = []string{v}
+			}
+		}
+	}
+	if pemCert := attrs.GetSource().GetCertificate(); pemCert != "" {
+		xfcc := headerValue(httpReq, HeaderXFCC)
+		if chain, ok := s.certs.get(pemCert, xfcc); ok {
+			r.PeerCertificates = chain
+		} else if der, err := decodePeerCertificate(pemCert); err != nil {
+			// Not what Envoy's encoder writes: report it as a malformed
+			// certificate (scored, and blocked or reported per the set's
+			// mode) rather than guessing what was meant.
+			r.Reason = threat.ReasonCertMalformed
+			r.ReasonData = map[string]any{"error": err.Error(), "field": "attributes.source.certificate"}
+		} else {
+			chain, ok := xfccChain(xfcc, der)
+			if !ok {
+				chain = [][]byte{der}
+			}
+			s.certs.put(pemCert, xfcc, chain)
+			r.PeerCertificates = chain
+		}
+	}
+
+	d := s.engine.Evaluate(ctx, setID, r)
+	resp := s.respond(&d, headerValue(httpReq, "accept"))
+
+	set := setID
+	if _, known := s.engine.Set(setID); !known {
+		set = labelUnknownSet
+	}
+	s.metrics.decision(set, d.Action, d.Reason)
+	s.metrics.checkDuration.Observe(time.Since(start).Seconds())
+	if d.Reason != threat.ReasonNone {
+		s.logDecision(setID, &d, r)
+	}
+	return resp
+}
+
+// respond turns a decision into Envoy's answer.
+func (s *Service) respond(d *fusion.Decision, accept string) *authv3.CheckResponse {
+	if d.Action == fusion.Allow {
+		up := d.UpstreamHeaders()
+		if len(up) == 0 {
+			return okClean
+		}
+		ok := &authv3.OkHttpResponse{Headers: make([]*corev3.HeaderValueOption, 0, len(up))}
+		set := make(map[string]bool, len(up))
+		for k, v := range up {
+			k = strings.ToLower(k)
+			set[k] = true
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: k, Value: v},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		// Remove client-sent copies of the mcc headers this answer does not
+		// overwrite (removing one we set would undo it).
+		for _, h := range upstreamHeaders {
+			if !set[h] {
+				ok.HeadersToRemove = append(ok.HeadersToRemove, h)
+			}
+		}
+		return &authv3.CheckResponse{
+			Status:          &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: decisionMetadata(d),
+		}
+	}
+
+	status := d.Status
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	contentType, body := fusion.RenderBlock(d, accept)
+	// The same response headers as the Caddy handler's block page.
+	headers := []*corev3.HeaderValueOption{
+		{Header: &corev3.HeaderValue{Key: "content-type", Value: contentType}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+		{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-store"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+		{Header: &corev3.HeaderValue{Key: "x-content-type-options", Value: "nosniff"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+	}
+	if id := externalID(d); id != "" {
+		headers = append(headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: HeaderExternalID, Value: id},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: headers,
+			Body:    string(body),
+		}},
+		DynamicMetadata: decisionMetadata(d),
+	}
+}
+
+// decisionMetadata is what Envoy's access log may print about a decision
+// that found something: the reason, the fusion set and the event id.
+func decisionMetadata(d *fusion.Decision) *structpb.Struct {
+	if d.Reason == threat.ReasonNone {
+		return nil
+	}
+	f := map[string]*structpb.Value{
+		"mcc_reason_code": structpb.NewStringValue(string(d.Reason)),
+		"mcc_fusion_set":  structpb.NewStringValue(d.FusionSet),
+		"mcc_action":      structpb.NewStringValue(d.Action.String()),
+	}
+	if d.Event != nil {
+		f["mcc_event_id"] = structpb.NewStringValue(d.Event.ID)
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+func externalID(d *fusion.Decision) string {
+	if d.Event != nil {
+		return d.Event.ExternalID
+	}
+	return ""
+}
+
+func (s *Service) logDecision(setID string, d *fusion.Decision, r *fusion.Request) {
+	fields := []zap.Field{
+		zap.String("fusion_set", setID),
+		zap.String("reason", string(d.Reason)),
+		zap.String("action", d.Action.String()),
+		zap.String("client_ip", r.ClientIP),
+		zap.String("request_id", r.RequestID),
+	}
+	if d.Event != nil {
+		fields = append(fields, zap.String("event_id", d.Event.ID), zap.Bool("emitted", d.Emitted))
+	}
+	switch {
+	case d.Reason == threat.ReasonConfigError:
+		s.decisionLog.Error("request for a missing or unknown fusion set denied", fields...)
+	case d.Action == fusion.Block:
+		s.decisionLog.Info("request blocked", append(fields, zap.Int("status", d.Status))...)
+	default:
+		s.decisionLog.Info("request reported", fields...)
+	}
+}
+
+// headerValue reads a request header by lower-case name, from the headers
+// map or, when Envoy was told to encode_raw_headers, from header_map.
+func headerValue(h *authv3.AttributeContext_HttpRequest, lower string) string {
+	if h == nil {
+		return ""
+	}
+	if v, ok := h.Headers[lower]; ok {
+		return v
+	}
+	if len(h.Headers) == 0 && h.HeaderMap != nil {
+		for _, hv := range h.HeaderMap.Headers {
+			if hv.Key == lower {
+				if hv.Value != "" {
+					return hv.Value
+				}
+				return string(hv.RawValue)
+			}
+		}
+	}
+	return ""
+}
+
+// socketIP returns the IP of an Envoy socket address ("" for pipes and
+// missing addresses).
+func socketIP(a *corev3.Address) string {
+	return a.GetSocketAddress().GetAddress()
+}
+
+// socketAddr formats an Envoy socket address as host:port for events.
+func socketAddr(a *corev3.Address) string {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		if p := a.GetPipe(); p != nil {
+			return "unix:" + p.GetPath()
+		}
+		return ""
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+}
+
+// requestPath turns Envoy's request target into the path Caddy reports
+// (r.URL.Path): without the query, which can carry tokens that have no place
+// in threat events, and percent-decoded.
+func requestPath(target string) string {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		target = target[:i]
+	}
+	if strings.IndexByte(target, '%') < 0 {
+		return target
+	}
+	if p, err := url.PathUnescape(target); err == nil {
+		return p
+	}
+	return target
+}

@@ -1,0 +1,463 @@
+package caddymod
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/threat"
+	"github.com/mccgate/mcc/threat/storeurl"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("mcc", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the mcc app from the global option:
+//
+//	mcc {
+//		fusion_sets <file>
+//		fusion_set <id> {
+//			description <text>
+//			trusted_ca <pem-file>
+//			intermediates <pem-file>
+//			app_id <app>
+//			spki_pin <base64>...
+//			revoke_serial <hex>...
+//			revoke_fingerprint <sha256-hex>...
+//			revocation_file <path>...
+//			crl <path>...
+//			min_rsa_bits <n>
+//			allowed_curves <curve>...
+//			require_client_auth_eku true|false
+//			max_lifetime <duration>
+//			max_chain_depth <n>
+//			block_build <build-id>...
+//			min_build_date <date>
+//			mode defense|detection
+//			threat_events on|off
+//			message <text>
+//			status <code>
+//			score <REASON_CODE> <n>
+//			fail_safe <threshold> [window <duration>] [duration <duration>]
+//			fail_safe {
+//				threshold <n>
+//				window <duration>
+//				duration <duration>
+//			}
+//			device_header <device-key> <Header-Name>
+//		}
+//		store memory|redis <url>
+//		sink log
+//		sink file <path> [max_size <size>] [keep <n>]
+//		node <name>
+//		watch_interval <duration>
+//	}
+//
+// Inline fusion sets are compiled while the Caddyfile is adapted, so a
+// mistake is reported with its Caddyfile line. Relative paths are relative
+// to the working directory.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the mcc global option may be given only once")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "mcc", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile parses the mcc global option; see parseGlobalOption.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seenIDs := map[string]int{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "fusion_sets":
+			if a.FusionSetsFile != "" {
+				return d.Err("fusion_sets may be given only once (one file holds many sets)")
+			}
+			if !d.AllArgs(&a.FusionSetsFile) {
+				return d.ArgErr()
+			}
+		case "fusion_set":
+			line := d.Line()
+			sc, err := parseInlineSet(d)
+			if err != nil {
+				return err
+			}
+			if first, dup := seenIDs[sc.ID]; dup {
+				return d.Errf("fusion_set %q is defined more than once (first at line %d)", sc.ID, first)
+			}
+			seenIDs[sc.ID] = line
+			// Compile now so that a mistake points at this Caddyfile.
+			if _, err := fusion.CompileSet(sc, workingDir(), ""); err != nil {
+				// Point at the fusion_set line, not at the end of its block.
+				return fmt.Errorf("fusion_set %q: %w, at %s:%d", sc.ID, err, d.File(), line)
+			}
+			a.FusionSets = append(a.FusionSets, sc)
+		case "store":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "memory":
+				a.Store = "memory"
+			case len(args) == 2 && args[0] == "redis":
+				if !strings.HasPrefix(args[1], "redis://") && !strings.HasPrefix(args[1], "rediss://") {
+					return d.Errf("store redis: want a redis:// or rediss:// URL, got %q", storeurl.Redact(args[1]))
+				}
+				a.Store = args[1]
+			default:
+				return d.Err("store: want `store memory` or `store redis <url>`")
+			}
+		case "sink":
+			s, err := parseSink(d)
+			if err != nil {
+				return err
+			}
+			a.Sinks = append(a.Sinks, s)
+		case "node":
+			if !d.AllArgs(&a.Node) {
+				return d.ArgErr()
+			}
+		case "watch_interval":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("watch_interval: invalid duration %q", v)
+			}
+			a.WatchInterval = caddy.Duration(dur)
+		default:
+			return d.Errf("unrecognized mcc option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseSink parses `sink log` or `sink file <path> [max_size <size>] [keep <n>]`.
+func parseSink(d *caddyfile.Dispenser) (SinkConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return SinkConfig{}, d.Err("sink: want `sink log` or `sink file <path>`")
+	}
+	switch args[0] {
+	case "log":
+		if len(args) != 1 {
+			return SinkConfig{}, d.Err("sink log takes no arguments")
+		}
+		return SinkConfig{Type: "log"}, nil
+	case "file":
+		if len(args) < 2 {
+			return SinkConfig{}, d.Err("sink file: missing path")
+		}
+		s := SinkConfig{Type: "file", Path: args[1]}
+		rest := args[2:]
+		for len(rest) > 0 {
+			if len(rest) < 2 {
+				return SinkConfig{}, d.Errf("sink file: %s needs a value", rest[0])
+			}
+			switch rest[0] {
+			case "max_size":
+				n, err := parseSize(rest[1])
+				if err != nil {
+					return SinkConfig{}, d.Errf("sink file: max_size: %v", err)
+				}
+				s.MaxSize = n
+			case "keep":
+				n, err := strconv.Atoi(rest[1])
+				if err != nil || n < 0 {
+					return SinkConfig{}, d.Errf("sink file: keep: want a whole number, got %q", rest[1])
+				}
+				s.Keep = n
+			default:
+				return SinkConfig{}, d.Errf("sink file: unknown option %q (want max_size or keep)", rest[0])
+			}
+			rest = rest[2:]
+		}
+		return s, nil
+	default:
+		return SinkConfig{}, d.Errf("sink: unknown sink type %q (want log or file)", args[0])
+	}
+}
+
+// parseSize reads a byte count: a whole number with an optional unit
+// (B, KB, KiB, MB, MiB, GB, GiB; case-insensitive).
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+		{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000},
+		{"b", 1},
+	}
+	lower := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(lower, u.suffix); ok {
+			lower, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(lower, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid size %q (e.g. 10485760, 10MiB)", s)
+	}
+	return n * mult, nil
+}
+
+// parseInlineSet parses `fusion_set <id> { ... }` into the same model as a
+// fusion set file entry.
+func parseInlineSet(d *caddyfile.Dispenser) (fusion.SetConfig, error) {
+	var sc fusion.SetConfig
+	if !d.NextArg() {
+		return sc, d.Err("fusion_set: missing fusion set id")
+	}
+	sc.ID = d.Val()
+	if d.NextArg() {
+		return sc, d.Errf("fusion_set %s: unexpected argument %q (the settings go in a block)", sc.ID, d.Val())
+	}
+	one := func(name string) (string, error) {
+		var v string
+		if !d.AllArgs(&v) {
+			return "", d.Errf("fusion_set %s: %s takes exactly one value", sc.ID, name)
+		}
+		return v, nil
+	}
+	some := func(name string) ([]string, error) {
+		vs := d.RemainingArgs()
+		if len(vs) == 0 {
+			return nil, d.Errf("fusion_set %s: %s needs at least one value", sc.ID, name)
+		}
+		return vs, nil
+	}
+	atoi := func(name string) (int, error) {
+		v, err := one(name)
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, d.Errf("fusion_set %s: %s: want a whole number, got %q", sc.ID, name, v)
+		}
+		return n, nil
+	}
+	duration := func(name, v string) (fusion.Duration, error) {
+		dur, err := fusion.ParseDuration(v)
+		if err != nil {
+			return 0, d.Errf("fusion_set %s: %s: %v", sc.ID, name, err)
+		}
+		return fusion.Duration(dur), nil
+	}
+
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		var err error
+		switch key {
+		case "description":
+			sc.Description = strings.Join(d.RemainingArgs(), " ")
+		case "trusted_ca":
+			sc.TrustedCA.File, err = one(key)
+		case "intermediates":
+			var f string
+			if f, err = one(key); err == nil {
+				sc.Intermediates = &fusion.CASource{File: f}
+			}
+		case "app_id":
+			sc.AppID, err = one(key)
+		case "spki_pin":
+			var vs []string
+			vs, err = some(key)
+			sc.SPKIPins = append(sc.SPKIPins, vs...)
+		case "revoke_serial":
+			var vs []string
+			vs, err = some(key)
+			sc.Revocation.Serials = append(sc.Revocation.Serials, vs...)
+		case "revoke_fingerprint":
+			var vs []string
+			vs, err = some(key)
+			sc.Revocation.Fingerprints = append(sc.Revocation.Fingerprints, vs...)
+		case "revocation_file":
+			var vs []string
+			vs, err = some(key)
+			sc.Revocation.Files = append(sc.Revocation.Files, vs...)
+		case "crl":
+			var vs []string
+			vs, err = some(key)
+			sc.Revocation.CRLs = append(sc.Revocation.CRLs, vs...)
+		case "min_rsa_bits":
+			sc.Crypto.MinRSABits, err = atoi(key)
+		case "allowed_curves":
+			var vs []string
+			vs, err = some(key)
+			sc.Crypto.AllowedCurves = append(sc.Crypto.AllowedCurves, vs...)
+		case "require_client_auth_eku":
+			var v string
+			if v, err = one(key); err == nil {
+				var b bool
+				if b, err = parseBool(v); err != nil {
+					err = d.Errf("fusion_set %s: %s: %v", sc.ID, key, err)
+				} else {
+					sc.Crypto.RequireClientAuthEKU = &b
+				}
+			}
+		case "max_lifetime":
+			var v string
+			if v, err = one(key); err == nil {
+				sc.MaxLifetime, err = duration(key, v)
+			}
+		case "max_chain_depth":
+			sc.MaxChainDepth, err = atoi(key)
+		case "block_build":
+			var vs []string
+			vs, err = some(key)
+			sc.Builds.Blocked = append(sc.Builds.Blocked, vs...)
+		case "min_build_date":
+			sc.Builds.MinBuildDate, err = one(key)
+		case "mode":
+			sc.Mode, err = one(key)
+		case "threat_events":
+			var v string
+			if v, err = one(key); err == nil {
+				if sc.ThreatEvents, err = parseBool(v); err != nil {
+					err = d.Errf("fusion_set %s: %s: %v", sc.ID, key, err)
+				}
+			}
+		case "message":
+			vs := d.RemainingArgs()
+			if len(vs) == 0 {
+				err = d.Errf("fusion_set %s: message needs a text", sc.ID)
+			}
+			sc.Message = strings.Join(vs, " ")
+		case "status":
+			sc.Status, err = atoi(key)
+		case "score":
+			var reason, n string
+			if !d.AllArgs(&reason, &n) {
+				return sc, d.Errf("fusion_set %s: score takes a reason code and a number", sc.ID)
+			}
+			if !threat.Reason(reason).Valid() {
+				return sc, d.Errf("fusion_set %s: score: unknown reason code %q", sc.ID, reason)
+			}
+			v, convErr := strconv.Atoi(n)
+			if convErr != nil || v < 0 {
+				return sc, d.Errf("fusion_set %s: score %s: want a whole number, got %q", sc.ID, reason, n)
+			}
+			if sc.Scores == nil {
+				sc.Scores = map[string]int{}
+			}
+			sc.Scores[reason] = v
+		case "fail_safe":
+			fs, fsErr := parseFailSafe(d, sc.ID, duration)
+			if fsErr != nil {
+				return sc, fsErr
+			}
+			sc.FailSafe = fs
+		case "device_header":
+			var k, h string
+			if !d.AllArgs(&k, &h) {
+				return sc, d.Errf("fusion_set %s: device_header takes a device key and a header name", sc.ID)
+			}
+			if sc.DeviceHeaders == nil {
+				sc.DeviceHeaders = map[string]string{}
+			}
+			sc.DeviceHeaders[k] = h
+		default:
+			return sc, d.Errf("fusion_set %s: unrecognized setting %q", sc.ID, key)
+		}
+		if err != nil {
+			return sc, err
+		}
+	}
+	return sc, nil
+}
+
+// parseFailSafe reads `fail_safe <threshold> [window <d>] [duration <d>]` or
+// its block form.
+func parseFailSafe(d *caddyfile.Dispenser, id string, duration func(name, v string) (fusion.Duration, error)) (*fusion.FailSafe, error) {
+	fs := new(fusion.FailSafe)
+	set := func(k, v string) error {
+		var err error
+		switch k {
+		case "threshold":
+			n, convErr := strconv.Atoi(v)
+			if convErr != nil || n <= 0 {
+				return d.Errf("fusion_set %s: fail_safe threshold: want a positive whole number, got %q", id, v)
+			}
+			fs.Threshold = n
+		case "window":
+			fs.Window, err = duration("fail_safe window", v)
+		case "duration":
+			fs.Duration, err = duration("fail_safe duration", v)
+		default:
+			return d.Errf("fusion_set %s: fail_safe: unknown option %q (want threshold, window or duration)", id, k)
+		}
+		return err
+	}
+	args := d.RemainingArgs()
+	if len(args) > 0 {
+		if err := set("threshold", args[0]); err != nil {
+			return nil, err
+		}
+		rest := args[1:]
+		for len(rest) > 0 {
+			if len(rest) < 2 {
+				return nil, d.Errf("fusion_set %s: fail_safe %s needs a value", id, rest[0])
+			}
+			if rest[0] == "threshold" {
+				return nil, d.Errf("fusion_set %s: fail_safe threshold given twice", id)
+			}
+			if err := set(rest[0], rest[1]); err != nil {
+				return nil, err
+			}
+			rest = rest[2:]
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		k := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.Errf("fusion_set %s: fail_safe %s takes one value", id, k)
+		}
+		if err := set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	if fs.Threshold == 0 {
+		return nil, d.Errf("fusion_set %s: fail_safe needs a threshold", id)
+	}
+	return fs, nil
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes":
+		return true, nil
+	case "off", "false", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on|off or true|false, got %q", v)
+}
+
+// workingDir is the base for relative paths in inline fusion sets: Caddy
+// resolves every other relative path in its config against it too.
+func workingDir() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return wd
+}

@@ -1,0 +1,44 @@
+// Package caddymod holds mcc's Caddy modules. The policy itself lives in
+// package fusion and the events, scores and bans in package threat; this
+// package only parses, provisions and calls them.
+//
+//   - App `mcc` (global option `mcc { ... }`): the fusion sets (a fusion set
+//     file and/or inline `fusion_set <id> { ... }` blocks), the score store
+//     (`memory` or `redis <url>`) and the event sinks (`log`, `file <path>`).
+//     The engine, store and pipeline survive config reloads; the files the
+//     sets reference (CA bundles, revocation lists, CRLs) are polled and a
+//     change applies without a reload.
+//   - Handler `http.handlers.fusion_set` (directive `fusion_set <id>`, ordered
+//     before basic_auth): evaluates each request's client certificate and
+//     blocks it or passes it on with the event, as the set's mode says. It
+//     sets {http.mcc.decision}, {http.mcc.reason}, {http.mcc.fusion_set},
+//     {http.mcc.app_id}, {http.mcc.build_id} and {http.mcc.event_id}, and
+//     the access log fields mcc_decision, mcc_reason, mcc_fusion_set,
+//     mcc_app_id, mcc_build_id and mcc_event_id.
+//   - Verifier `tls.client_auth.verifier.fusion_set` (`verifier fusion_set
+//     <id>` in client_auth): hard rejects during the TLS handshake.
+//
+// Metrics, in Caddy's /metrics: caddy_mcc_decisions_total{fusion_set,action,
+// reason}, caddy_mcc_cache_hits_total, caddy_mcc_cache_misses_total,
+// caddy_mcc_events_total{sink,result}, caddy_mcc_fail_safe_bans_total and
+// caddy_mcc_store_errors_total.
+//
+// A typical Caddyfile:
+//
+//	{
+//		mcc {
+//			fusion_sets /etc/mcc/fusion-sets.yaml
+//			sink file /var/log/mcc/events.jsonl max_size 10MiB keep 5
+//		}
+//	}
+//
+//	api.example.com {
+//		tls {
+//			client_auth {
+//				mode request
+//			}
+//		}
+//		fusion_set bank-prod
+//		reverse_proxy 127.0.0.1:8080
+//	}
+package caddymod

@@ -1,0 +1,263 @@
+package caddymod
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/threat"
+	"github.com/mccgate/mcc/threat/storeurl"
+)
+
+// The three pools hold what must outlive a config reload. Caddy provisions
+// the new config while the old one still serves, so each App takes one
+// reference in each pool in Provision and gives it back in Cleanup. Keys are
+// the identity of the thing, not of the config: the same store (scores and
+// bans) is kept as long as the new config names the same store, even if its
+// sinks or fusion sets change.
+var (
+	storePool    = caddy.NewUsagePool() // storeKey -> *storeEntry
+	pipelinePool = caddy.NewUsagePool() // sinksKey -> *pipelineEntry
+	statePool    = caddy.NewUsagePool() // engineKey -> *sharedState
+)
+
+// poolKeys are the three keys an App holds.
+type poolKeys struct {
+	store, sinks, engine string
+}
+
+// storeEntry is a score store plus the clock it (and the engine) reads.
+type storeEntry struct {
+	store *meteredStore
+	clock *clock
+}
+
+func (e *storeEntry) Destruct() error { return e.store.Close() }
+
+// pipelineEntry is the event pipeline over the configured sinks.
+type pipelineEntry struct {
+	pipeline *threat.Pipeline
+}
+
+// pipelineCloseTimeout bounds how long a retired pipeline drains its queues.
+const pipelineCloseTimeout = 5 * time.Second
+
+func (e *pipelineEntry) Destruct() error {
+	ctx, cancel := context.WithTimeout(context.Background(), pipelineCloseTimeout)
+	defer cancel()
+	return e.pipeline.Close(ctx)
+}
+
+// sharedState is what handlers and verifiers use at request time.
+type sharedState struct {
+	engine   *fusion.Engine
+	store    *storeEntry
+	pipeline *threat.Pipeline
+	metrics  *appMetrics
+	node     string
+	// owner is the app whose configuration the engine runs: the one that
+	// started last. Only it may swap the engine's configuration.
+	owner atomic.Pointer[App]
+	// reloads and reloadFailures count the watcher's attempts to apply
+	// changed files (tests wait on them).
+	reloads, reloadFailures atomic.Uint64
+}
+
+// Destruct has nothing to release: the engine holds no goroutines (the
+// watcher belongs to the App), and store and pipeline have their own entries.
+func (s *sharedState) Destruct() error { return nil }
+
+// clock is the time source of the store and the engine. Tests in this
+// package move it with set; everything else reads time.Now.
+type clock struct {
+	fn atomic.Pointer[func() time.Time]
+}
+
+// Now returns the current time.
+func (c *clock) Now() time.Time {
+	if f := c.fn.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
+}
+
+// set replaces the time source; nil restores time.Now. Test hook.
+func (c *clock) set(f func() time.Time) {
+	if f == nil {
+		c.fn.Store(nil)
+		return
+	}
+	c.fn.Store(&f)
+}
+
+// acquireState takes one reference on the store, the pipeline and the engine
+// that a's config names, creating them when no running config has them yet.
+// loaded reports whether the engine already existed (a reload).
+func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, loaded bool, err error) {
+	storeKey, err := storeKeyOf(a.Store)
+	if err != nil {
+		return nil, keys, false, err
+	}
+	sinks := a.Sinks
+	if len(sinks) == 0 {
+		sinks = []SinkConfig{{Type: "log"}}
+	}
+	if err := validateSinks(sinks); err != nil {
+		return nil, keys, false, err
+	}
+	sinksJSON, err := json.Marshal(sinks)
+	if err != nil {
+		return nil, keys, false, fmt.Errorf("encoding sinks: %w", err)
+	}
+	keys = poolKeys{
+		store: storeKey,
+		sinks: "sinks:" + string(sinksJSON),
+	}
+	keys.engine = "engine:" + keys.store + "|" + keys.sinks + "|node:" + a.Node
+
+	sv, _, err := storePool.LoadOrNew(keys.store, func() (caddy.Destructor, error) {
+		return newStoreEntry(a.Store, a.logger)
+	})
+	if err != nil {
+		return nil, keys, false, fmt.Errorf("store: %w", err)
+	}
+	se := sv.(*storeEntry)
+
+	pv, _, err := pipelinePool.LoadOrNew(keys.sinks, func() (caddy.Destructor, error) {
+		return newPipelineEntry(sinks, a.logger)
+	})
+	if err != nil {
+		_, _ = storePool.Delete(keys.store)
+		return nil, keys, false, fmt.Errorf("sinks: %w", err)
+	}
+	pe := pv.(*pipelineEntry)
+
+	ev, loaded, err := statePool.LoadOrNew(keys.engine, func() (caddy.Destructor, error) {
+		eng, err := fusion.NewEngine(cfg, fusion.Options{
+			Store:    se.store,
+			Pipeline: pe.pipeline,
+			Clock:    se.clock.Now,
+			Logger:   a.logger.Named("engine"),
+			Gateway:  threat.GatewayCaddy,
+			Node:     a.Node,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &sharedState{
+			engine:   eng,
+			store:    se,
+			pipeline: pe.pipeline,
+			metrics:  newAppMetrics(eng, se.store, pe.pipeline),
+			node:     a.Node,
+		}, nil
+	})
+	if err != nil {
+		_, _ = pipelinePool.Delete(keys.sinks)
+		_, _ = storePool.Delete(keys.store)
+		return nil, keys, false, fmt.Errorf("engine: %w", err)
+	}
+	return ev.(*sharedState), keys, loaded, nil
+}
+
+// releaseState gives back the references acquireState took.
+func releaseState(keys poolKeys) error {
+	var errs []error
+	for _, d := range []struct {
+		pool *caddy.UsagePool
+		key  string
+		name string
+	}{{statePool, keys.engine, "engine"}, {pipelinePool, keys.sinks, "pipeline"}, {storePool, keys.store, "store"}} {
+		if _, err := d.pool.Delete(d.key); err != nil {
+			errs = append(errs, fmt.Errorf("releasing the %s: %w", d.name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("mcc: %w", err)
+	}
+	return nil
+}
+
+// storeKeyOf names the store a config asks for.
+func storeKeyOf(store string) (string, error) {
+	switch {
+	case store == "" || store == "memory":
+		return "store:memory", nil
+	case strings.HasPrefix(store, "redis://") || strings.HasPrefix(store, "rediss://"):
+		// The key holds the URL's password: it is never logged.
+		return "store:" + store, nil
+	default:
+		return "", fmt.Errorf("store %q: want memory or a redis:// or rediss:// URL", storeurl.Redact(store))
+	}
+}
+
+func newStoreEntry(store string, logger *zap.Logger) (*storeEntry, error) {
+	c := new(clock)
+	if store == "" || store == storeurl.Memory {
+		// Built here rather than by storeurl so that it reads the clock
+		// tests can move.
+		return &storeEntry{store: newMeteredStore(threat.NewMemoryStore(c.Now)), clock: c}, nil
+	}
+	// Redis keeps its own time; the clock only drives the engine.
+	st, err := storeurl.Open(context.Background(), store, logger.Named("store"))
+	if err != nil {
+		return nil, err
+	}
+	return &storeEntry{store: newMeteredStore(st), clock: c}, nil
+}
+
+func validateSinks(sinks []SinkConfig) error {
+	for i, s := range sinks {
+		switch s.Type {
+		case "log":
+			if s.Path != "" || s.MaxSize != 0 || s.Keep != 0 {
+				return fmt.Errorf("sinks[%d]: the log sink takes no path, max_size or keep", i)
+			}
+		case "file":
+			if s.Path == "" {
+				return fmt.Errorf("sinks[%d]: the file sink needs a path", i)
+			}
+			if s.MaxSize < 0 || s.Keep < 0 {
+				return fmt.Errorf("sinks[%d]: max_size and keep must not be negative", i)
+			}
+		default:
+			return fmt.Errorf("sinks[%d]: unknown sink type %q (want log or file)", i, s.Type)
+		}
+	}
+	return nil
+}
+
+func newPipelineEntry(sinks []SinkConfig, logger *zap.Logger) (*pipelineEntry, error) {
+	var built []threat.Sink
+	closeAll := func() {
+		for _, s := range built {
+			_ = s.Close()
+		}
+	}
+	for _, sc := range sinks {
+		switch sc.Type {
+		case "log":
+			built = append(built, threat.NewLogSink(logger.Named("events")))
+		case "file":
+			s, err := threat.NewFileSink(sc.Path, sc.MaxSize, sc.Keep)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("file sink %q: %w", sc.Path, err)
+			}
+			built = append(built, s)
+		}
+	}
+	p := threat.NewPipeline(threat.PipelineOptions{
+		Sinks:  built,
+		Logger: logger.Named("pipeline"),
+	})
+	return &pipelineEntry{pipeline: p}, nil
+}

@@ -1,0 +1,478 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Options tell Decode where the section came from and what it may refer to.
+type Options struct {
+	// File names the fusion set file in problems.
+	File string
+	// BaseDir resolves relative certificate paths (the file's directory).
+	BaseDir string
+	// FusionSet reports whether a fusion set id exists in the same file.
+	FusionSet func(id string) bool
+}
+
+// Decode reads the gateway section n strictly. On failure the error is a
+// *Error listing every problem with file, line and field.
+func Decode(n *yaml.Node, o Options) (*Gateway, error) {
+	r := &reader{file: o.File}
+	if n == nil || (resolve(n).Kind == yaml.ScalarNode && resolve(n).Tag == "!!null") {
+		r.addf(n, "gateway", "missing: mcc xds needs a gateway section (listeners, routes, upstreams, node_groups, authz)")
+		return nil, &Error{Problems: r.problems}
+	}
+	d := &decoder{reader: r, opts: o}
+	g := d.gateway(n)
+	if len(r.problems) > 0 {
+		return nil, &Error{Problems: r.problems}
+	}
+	return g, nil
+}
+
+type decoder struct {
+	*reader
+	opts Options
+	// lines of what was decoded, for the cross-reference checks.
+	listenerLines map[*Listener]*yaml.Node
+	routeLines    map[*Route]routeNodes
+	upstreamLines map[*Upstream]*yaml.Node
+	groupLines    map[*NodeGroup]groupNodes
+}
+
+type routeNodes struct{ item, host, fusionSet, upstream *yaml.Node }
+type groupNodes struct {
+	item      *yaml.Node
+	listeners []*yaml.Node
+}
+
+func (d *decoder) gateway(n *yaml.Node) *Gateway {
+	g := &Gateway{}
+	d.listenerLines = map[*Listener]*yaml.Node{}
+	d.routeLines = map[*Route]routeNodes{}
+	d.upstreamLines = map[*Upstream]*yaml.Node{}
+	d.groupLines = map[*NodeGroup]groupNodes{}
+	var have struct{ authz, listeners, upstreams, groups bool }
+	if !d.mapping(n, "gateway",
+		field{"authz", func(p string, v *yaml.Node) { have.authz = true; g.Authz = d.authz(p, v) }},
+		field{"listeners", func(p string, v *yaml.Node) {
+			have.listeners = true
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				if l := d.listener(p, v); l != nil {
+					g.Listeners = append(g.Listeners, l)
+				}
+			})
+		}},
+		field{"upstreams", func(p string, v *yaml.Node) {
+			have.upstreams = true
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				if u := d.upstream(p, v); u != nil {
+					g.Upstreams = append(g.Upstreams, u)
+				}
+			})
+		}},
+		field{"node_groups", func(p string, v *yaml.Node) {
+			have.groups = true
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				if ng := d.nodeGroup(p, v); ng != nil {
+					g.NodeGroups = append(g.NodeGroups, ng)
+				}
+			})
+		}},
+	) {
+		return nil
+	}
+	if !have.authz {
+		d.addf(n, "gateway.authz", "missing: the address of mcc authz (ext_authz and access log service)")
+	}
+	if !have.listeners || len(g.Listeners) == 0 {
+		d.addf(n, "gateway.listeners", "missing: at least one listener")
+	}
+	if !have.upstreams || len(g.Upstreams) == 0 {
+		d.addf(n, "gateway.upstreams", "missing: at least one upstream")
+	}
+	if !have.groups || len(g.NodeGroups) == 0 {
+		d.addf(n, "gateway.node_groups", "missing: at least one node group (which Envoy node clusters get which listeners)")
+	}
+	d.crossCheck(g)
+	return g
+}
+
+func (d *decoder) authz(path string, n *yaml.Node) Authz {
+	a := Authz{Timeout: DefaultAuthzTimeout}
+	var haveAddr bool
+	d.mapping(n, path,
+		field{"address", func(p string, v *yaml.Node) { haveAddr = true; a.Address = d.endpoint(p, v) }},
+		field{"timeout", func(p string, v *yaml.Node) { a.Timeout = d.duration(p, v) }},
+	)
+	if !haveAddr {
+		d.addf(n, path+".address", "missing: IP:port where mcc authz listens")
+	}
+	return a
+}
+
+func (d *decoder) listener(path string, n *yaml.Node) *Listener {
+	l := &Listener{Address: DefaultListenerAddress}
+	var haveCert, havePort bool
+	ok := d.mapping(n, path,
+		field{"name", func(p string, v *yaml.Node) { l.Name = d.name(p, v) }},
+		field{"address", func(p string, v *yaml.Node) {
+			s := d.text(v, p)
+			if s != "" && net.ParseIP(s) == nil {
+				d.addf(v, p, fmt.Sprintf("must be an IP address to bind, got %q", s))
+			}
+			l.Address = s
+		}},
+		field{"port", func(p string, v *yaml.Node) { havePort = true; l.Port = d.port(v, p) }},
+		field{"certificate", func(p string, v *yaml.Node) { haveCert = true; d.certificate(p, v, l) }},
+		field{"routes", func(p string, v *yaml.Node) {
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				if r := d.route(p, v); r != nil {
+					l.Routes = append(l.Routes, r)
+				}
+			})
+		}},
+	)
+	if !ok {
+		return nil
+	}
+	if l.Name == "" && !hasKey(n, "name") {
+		d.addf(n, path+".name", "missing")
+	}
+	if !havePort {
+		d.addf(n, path+".port", "missing")
+	}
+	if !haveCert {
+		d.addf(n, path+".certificate", "missing: the server certificate this listener presents (cert_file, key_file)")
+	}
+	if len(l.Routes) == 0 && !hasKey(n, "routes") {
+		d.addf(n, path+".routes", "missing: at least one route")
+	}
+	d.listenerLines[l] = n
+	return l
+}
+
+func (d *decoder) certificate(path string, n *yaml.Node, l *Listener) {
+	var certNode, keyNode *yaml.Node
+	if !d.mapping(n, path,
+		field{"cert_file", func(p string, v *yaml.Node) { certNode = v; l.CertFile = d.path(p, v) }},
+		field{"key_file", func(p string, v *yaml.Node) { keyNode = v; l.KeyFile = d.path(p, v) }},
+	) {
+		return
+	}
+	if certNode == nil {
+		d.addf(n, path+".cert_file", "missing")
+	}
+	if keyNode == nil {
+		d.addf(n, path+".key_file", "missing")
+	}
+	if l.CertFile == "" || l.KeyFile == "" {
+		return
+	}
+	var err error
+	if l.CertPEM, err = readPEMFile(l.CertFile); err != nil {
+		d.addf(certNode, path+".cert_file", fileError(err))
+	}
+	if l.KeyPEM, err = readPEMFile(l.KeyFile); err != nil {
+		d.addf(keyNode, path+".key_file", fileError(err))
+	}
+	if l.CertPEM == nil || l.KeyPEM == nil {
+		return
+	}
+	// The same check Envoy makes when it loads the SDS secret, done here so a
+	// mismatched or damaged pair is refused before any Envoy sees it.
+	if _, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM); err != nil {
+		d.addf(certNode, path, fmt.Sprintf("cert_file %s and key_file %s: %v", l.CertFile, l.KeyFile, err))
+	}
+}
+
+func (d *decoder) route(path string, n *yaml.Node) *Route {
+	r := &Route{PathPrefix: DefaultPathPrefix}
+	var rn routeNodes
+	rn.item = n
+	ok := d.mapping(n, path,
+		field{"host", func(p string, v *yaml.Node) { rn.host = v; r.Host = d.host(p, v) }},
+		field{"path_prefix", func(p string, v *yaml.Node) {
+			s := d.text(v, p)
+			if s != "" && (!strings.HasPrefix(s, "/") || strings.ContainsAny(s, "?# \t")) {
+				d.addf(v, p, fmt.Sprintf("must start with / and hold no query, fragment or space, got %q", s))
+			}
+			r.PathPrefix = s
+		}},
+		field{"fusion_set", func(p string, v *yaml.Node) { rn.fusionSet = v; r.FusionSet = d.text(v, p) }},
+		field{"upstream", func(p string, v *yaml.Node) { rn.upstream = v; r.Upstream = d.text(v, p) }},
+	)
+	if !ok {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		node *yaml.Node
+	}{{"host", rn.host}, {"fusion_set", rn.fusionSet}, {"upstream", rn.upstream}} {
+		if f.node == nil {
+			d.addf(n, path+"."+f.name, "missing")
+		}
+	}
+	if rn.fusionSet != nil && r.FusionSet != "" && d.opts.FusionSet != nil && !d.opts.FusionSet(r.FusionSet) {
+		d.addf(rn.fusionSet, path+".fusion_set", fmt.Sprintf("unknown fusion set %q (not in fusion_sets)", r.FusionSet))
+	}
+	d.routeLines[r] = rn
+	return r
+}
+
+func (d *decoder) upstream(path string, n *yaml.Node) *Upstream {
+	u := &Upstream{ConnectTimeout: DefaultUpstreamConnectTimeout}
+	var endpointItems = -1
+	ok := d.mapping(n, path,
+		field{"name", func(p string, v *yaml.Node) { u.Name = d.name(p, v) }},
+		field{"endpoints", func(p string, v *yaml.Node) {
+			endpointItems = 0
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				endpointItems++
+				if e := d.endpoint(p, v); e.Port != 0 {
+					u.Endpoints = append(u.Endpoints, e)
+				}
+			})
+		}},
+		field{"http2", func(p string, v *yaml.Node) { u.HTTP2 = d.boolean(v, p) }},
+		field{"connect_timeout", func(p string, v *yaml.Node) { u.ConnectTimeout = d.duration(p, v) }},
+	)
+	if !ok {
+		return nil
+	}
+	if !hasKey(n, "name") {
+		d.addf(n, path+".name", "missing")
+	}
+	if endpointItems == 0 {
+		d.addf(valueOf(n, "endpoints"), path+".endpoints", "must list at least one IP:port")
+	} else if endpointItems < 0 {
+		d.addf(n, path+".endpoints", "missing: at least one IP:port")
+	}
+	d.upstreamLines[u] = n
+	return u
+}
+
+func (d *decoder) nodeGroup(path string, n *yaml.Node) *NodeGroup {
+	g := &NodeGroup{}
+	gn := groupNodes{item: n}
+	ok := d.mapping(n, path,
+		field{"cluster", func(p string, v *yaml.Node) {
+			g.Cluster = d.text(v, p)
+			if g.Cluster != "" && strings.ContainsAny(g.Cluster, " \t\r\n") {
+				d.addf(v, p, fmt.Sprintf("must not contain white space, got %q", g.Cluster))
+			}
+		}},
+		field{"listeners", func(p string, v *yaml.Node) {
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				if s := d.text(v, p); s != "" {
+					g.Listeners = append(g.Listeners, s)
+					gn.listeners = append(gn.listeners, v)
+				}
+			})
+		}},
+	)
+	if !ok {
+		return nil
+	}
+	if !hasKey(n, "cluster") {
+		d.addf(n, path+".cluster", "missing: the Envoy node cluster (--service-cluster or node.cluster in the bootstrap)")
+	}
+	if len(g.Listeners) == 0 && !hasKey(n, "listeners") {
+		d.addf(n, path+".listeners", "missing: at least one listener name")
+	}
+	d.groupLines[g] = gn
+	return g
+}
+
+// name reads a resource name; it becomes part of Envoy resource names.
+func (d *decoder) name(path string, n *yaml.Node) string {
+	s := d.text(n, path)
+	if s == "" {
+		return ""
+	}
+	if !validName(s) {
+		d.addf(n, path, fmt.Sprintf("must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", s))
+		return ""
+	}
+	return s
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 100 {
+		return false
+	}
+	for i, c := range s {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// host reads a TLS server name: a lower-case DNS name, optionally with a
+// leading "*." wildcard label (Envoy's server_names and domains accept both).
+func (d *decoder) host(path string, n *yaml.Node) string {
+	s := d.text(n, path)
+	if s == "" {
+		return ""
+	}
+	if err := checkHost(s); err != nil {
+		d.addf(n, path, err.Error())
+		return ""
+	}
+	return s
+}
+
+func checkHost(s string) error {
+	name := strings.TrimPrefix(s, "*.")
+	if net.ParseIP(s) != nil {
+		return fmt.Errorf("must be a DNS name, not an IP address (TLS clients send no SNI for IPs), got %q", s)
+	}
+	if strings.Contains(s, ":") {
+		return fmt.Errorf("must be a DNS name without a port, got %q", s)
+	}
+	if s != strings.ToLower(s) {
+		return fmt.Errorf("must be lower case, got %q", s)
+	}
+	if len(name) > 253 || name == "" {
+		return fmt.Errorf("must be a DNS name, got %q", s)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("must be a DNS name (only a whole leading label may be '*'), got %q", s)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("must be a DNS name (only a whole leading label may be '*'), got %q", s)
+			}
+		}
+	}
+	return nil
+}
+
+// endpoint reads "IP:port". Envoy takes EDS endpoints as IP addresses only.
+func (d *decoder) endpoint(path string, n *yaml.Node) Endpoint {
+	s := d.text(n, path)
+	if s == "" {
+		return Endpoint{}
+	}
+	host, portText, err := net.SplitHostPort(s)
+	if err != nil {
+		d.addf(n, path, fmt.Sprintf("must be IP:port, got %q", s))
+		return Endpoint{}
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		d.addf(n, path, fmt.Sprintf("must be IP:port with an IP address (Envoy does not resolve names of EDS endpoints), got %q", s))
+		return Endpoint{}
+	}
+	port, err := strconv.ParseUint(portText, 10, 32)
+	if err != nil || port < 1 || port > 65535 {
+		d.addf(n, path, fmt.Sprintf("port must be between 1 and 65535, got %q", s))
+		return Endpoint{}
+	}
+	return Endpoint{IP: ip.String(), Port: uint32(port)}
+}
+
+func (d *decoder) duration(path string, n *yaml.Node) time.Duration {
+	s, ok := d.scalar(n, path, "a duration like \"250ms\" or \"5s\"")
+	if !ok {
+		return 0
+	}
+	v, err := parseDuration(s)
+	if err != nil || v <= 0 {
+		d.addf(n, path, fmt.Sprintf("must be a positive duration like \"250ms\" or \"5s\", got %q", s))
+		return 0
+	}
+	return v
+}
+
+// path reads a file path, relative to the fusion set file's directory.
+func (d *decoder) path(p string, n *yaml.Node) string {
+	s := d.text(n, p)
+	if s == "" {
+		return ""
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(d.opts.BaseDir, s)
+	}
+	return filepath.Clean(s)
+}
+
+// maxPEMFile bounds a certificate or key file: a chain is a few KiB.
+const maxPEMFile = 1 << 20
+
+// readPEMFile reads a regular file of at most maxPEMFile bytes, so that a
+// path to a device or a FIFO cannot hang or exhaust the loader.
+func readPEMFile(path string) ([]byte, error) {
+	// Stat before opening: opening a FIFO for reading blocks.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMFile)
+	}
+	return data, nil
+}
+
+func fileError(err error) string {
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
+		return "file not found: " + pe.Path
+	}
+	return err.Error()
+}
+
+func hasKey(n *yaml.Node, key string) bool { return valueOf(n, key) != nil }
+
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// parseDuration accepts Go duration text and a whole-day "d" suffix, like
+// the durations of the fusion set file.
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(strings.TrimSpace(s), "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(strings.TrimSpace(s))
+}

@@ -1,0 +1,139 @@
+package translate
+
+import (
+	"fmt"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/mccgate/mcc/xds/gateway"
+)
+
+// TCPGrpcAccessLog is the extension name of the gRPC TCP access logger
+// (go-control-plane's wellknown has no constant for it).
+const TCPGrpcAccessLog = "envoy.access_loggers.tcp_grpc"
+
+// listener builds mcc-listener-<name>: tls_inspector reads the SNI, one TLS
+// filter chain per fusion set is selected by it, and a listener access log
+// reports every connection, failed handshakes included, to mcc authz.
+func listener(p *packer, l *gateway.Listener, sets map[string]*FusionSet, authz gateway.Authz) (*listenerv3.Listener, error) {
+	out := &listenerv3.Listener{
+		Name:    ListenerName(l.Name),
+		Address: socketAddress(l.Address, l.Port),
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name: wellknown.TLSInspector,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: p.any(&tlsinspectorv3.TlsInspector{
+				// JA3 lands in the access log's TLS properties: a useful
+				// fingerprint for threat events about failed handshakes.
+				EnableJa3Fingerprinting: wrapperspb.Bool(true),
+			})},
+		}},
+		// Only the listener access log sees handshake failures; an HCM
+		// access log never does (the HTTP layer is not reached).
+		AccessLog: []*accesslogv3.AccessLog{handshakeLog(p)},
+	}
+	for _, id := range l.FusionSets() {
+		s := sets[id]
+		if s == nil {
+			return nil, fmt.Errorf("listener %q: fusion set %q: not loaded", l.Name, id)
+		}
+		out.FilterChains = append(out.FilterChains, filterChain(p, l, s, authz.Timeout))
+	}
+	return out, p.err
+}
+
+func filterChain(p *packer, l *gateway.Listener, s *FusionSet, authzTimeout time.Duration) *listenerv3.FilterChain {
+	return &listenerv3.FilterChain{
+		Name: FilterChainName(s.ID),
+		FilterChainMatch: &listenerv3.FilterChainMatch{
+			ServerNames:       l.Hosts(s.ID),
+			TransportProtocol: "tls",
+		},
+		TransportSocket: &corev3.TransportSocket{
+			Name:       wellknown.TransportSocketTLS,
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: p.any(downstreamTLS(l, s))},
+		},
+		Filters: []*listenerv3.Filter{{
+			Name:       wellknown.HTTPConnectionManager,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(httpConnectionManager(p, l, s, authzTimeout))},
+		}},
+	}
+}
+
+func httpConnectionManager(p *packer, l *gateway.Listener, s *FusionSet, authzTimeout time.Duration) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: "mcc." + l.Name + "." + s.ID,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: RouteConfigName(l.Name),
+			ConfigSource:    adsSource(),
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: p.any(extAuthz(authzTimeout))}},
+			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: p.any(&routerv3.Router{})}},
+		},
+		// The edge: the client address is the connection's, not a header's.
+		UseRemoteAddress: wrapperspb.Bool(true),
+		// Virtual hosts list bare host names; "host:8443" must match too.
+		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		// XFCC: drop whatever the client sent and set it from this
+		// connection, so the upstream gets the certificate Envoy saw and
+		// nobody can forge the header.
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE_SET,
+		SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true),
+			Uri:     true,
+			Cert:    true,
+		},
+	}
+}
+
+// extAuthz calls mcc authz for every request, with the peer certificate;
+// the route tells it the fusion set (context_extensions). When mcc authz
+// cannot answer, the request fails closed with 503 (not 403: an outage is
+// not a policy decision).
+func extAuthz(timeout time.Duration) *extauthzv3.ExtAuthz {
+	return &extauthzv3.ExtAuthz{
+		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: authzService(timeout)},
+		TransportApiVersion:    corev3.ApiVersion_V3,
+		FailureModeAllow:       false,
+		IncludePeerCertificate: true,
+		IncludeTlsSession:      true,
+		StatusOnError:          &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	}
+}
+
+// ExtAuthzPerRoute names the fusion set of a route for mcc authz.
+func ExtAuthzPerRoute(fusionSet string) *extauthzv3.ExtAuthzPerRoute {
+	return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+		CheckSettings: &extauthzv3.CheckSettings{
+			ContextExtensions: map[string]string{ContextExtensionFusionSet: fusionSet},
+		},
+	}}
+}
+
+// handshakeLog streams one TCPAccessLogEntry per downstream connection to
+// mcc authz; a non-empty downstream_transport_failure_reason is a failed
+// handshake. No filter: a response-flag filter would hide exactly those.
+func handshakeLog(p *packer) *accesslogv3.AccessLog {
+	return &accesslogv3.AccessLog{
+		Name: TCPGrpcAccessLog,
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: p.any(&grpcalsv3.TcpGrpcAccessLogConfig{
+			CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+				LogName:             HandshakeLogName,
+				GrpcService:         authzService(0),
+				TransportApiVersion: corev3.ApiVersion_V3,
+			},
+		})},
+	}
+}

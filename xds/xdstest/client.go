@@ -1,0 +1,215 @@
+package xdstest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// RejectFunc decides whether the client accepts a response: a non-nil error
+// makes it NACK the response with the error's text, as Envoy does when a
+// resource fails its checks. resources are the response's resources by name.
+type RejectFunc func(typeURL string, resources map[string]*anypb.Any) error
+
+// View is a copy of what a client has accepted.
+type View struct {
+	// Versions maps type URL to the version the client last accepted
+	// (state of the world: version_info; delta: system_version_info).
+	Versions map[string]string
+	// Resources maps type URL to resource name to resource.
+	Resources map[string]map[string]*anypb.Any
+	// Responses and NACKs count responses received and rejected, by type.
+	Responses map[string]int
+	NACKs     map[string]int
+}
+
+// Names returns the sorted names of the accepted resources of typeURL.
+func (v View) Names(typeURL string) []string {
+	var out []string
+	for n := range v.Resources[typeURL] {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TotalNACKs sums NACKs over all types.
+func (v View) TotalNACKs() int {
+	n := 0
+	for _, c := range v.NACKs {
+		n += c
+	}
+	return n
+}
+
+// state is the accepted configuration shared by both client flavours.
+type state struct {
+	mu        sync.Mutex
+	versions  map[string]string
+	resources map[string]map[string]*anypb.Any
+	responses map[string]int
+	nacks     map[string]int
+	changed   chan struct{} // closed and replaced on every change
+	err       error         // stream error once the stream ended
+}
+
+func newState() *state {
+	return &state{
+		versions:  map[string]string{},
+		resources: map[string]map[string]*anypb.Any{},
+		responses: map[string]int{},
+		nacks:     map[string]int{},
+		changed:   make(chan struct{}),
+	}
+}
+
+func (s *state) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *state) view() View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewLocked()
+}
+
+func (s *state) viewLocked() View {
+	v := View{Versions: map[string]string{}, Resources: map[string]map[string]*anypb.Any{}, Responses: map[string]int{}, NACKs: map[string]int{}}
+	for k, x := range s.versions {
+		v.Versions[k] = x
+	}
+	for t, m := range s.resources {
+		v.Resources[t] = map[string]*anypb.Any{}
+		for n, r := range m {
+			v.Resources[t][n] = r
+		}
+	}
+	for k, x := range s.responses {
+		v.Responses[k] = x
+	}
+	for k, x := range s.nacks {
+		v.NACKs[k] = x
+	}
+	return v
+}
+
+// wait blocks until cond holds for the accepted state, the stream ends, or
+// ctx is done.
+func (s *state) wait(ctx context.Context, cond func(View) bool) (View, error) {
+	for {
+		s.mu.Lock()
+		v := s.viewLocked()
+		ch, err := s.changed, s.err
+		s.mu.Unlock()
+		if cond(v) {
+			return v, nil
+		}
+		if err != nil {
+			return v, fmt.Errorf("stream ended: %w", err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return v, fmt.Errorf("waiting for the xDS client: %w", ctx.Err())
+		}
+	}
+}
+
+func (s *state) fail(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// references returns what accepted listeners and clusters make an Envoy
+// subscribe to by name: route configurations (RDS) and secrets (SDS) from
+// the listeners, endpoints (EDS) from EDS clusters.
+func references(listeners, clusters map[string]*anypb.Any) (routes, secrets, endpoints []string) {
+	rs, ss, es := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, a := range listeners {
+		l := &listenerv3.Listener{}
+		if a.UnmarshalTo(l) != nil {
+			continue
+		}
+		hcmRDS := func(tc *anypb.Any) {
+			h := &hcmv3.HttpConnectionManager{}
+			if tc != nil && tc.UnmarshalTo(h) == nil && h.GetRds() != nil {
+				rs[h.GetRds().GetRouteConfigName()] = true
+			}
+		}
+		if api := l.GetApiListener(); api != nil {
+			hcmRDS(api.GetApiListener())
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcmRDS(f.GetTypedConfig())
+			}
+			dtc := &tlsv3.DownstreamTlsContext{}
+			if tc := fc.GetTransportSocket().GetTypedConfig(); tc != nil && tc.UnmarshalTo(dtc) == nil {
+				ctc := dtc.GetCommonTlsContext()
+				for _, sds := range ctc.GetTlsCertificateSdsSecretConfigs() {
+					ss[sds.GetName()] = true
+				}
+				if v := ctc.GetValidationContextSdsSecretConfig(); v != nil {
+					ss[v.GetName()] = true
+				}
+			}
+		}
+	}
+	for name, a := range clusters {
+		c := &clusterv3.Cluster{}
+		if a.UnmarshalTo(c) != nil || c.GetType() != clusterv3.Cluster_EDS {
+			continue
+		}
+		if sn := c.GetEdsClusterConfig().GetServiceName(); sn != "" {
+			es[sn] = true
+		} else {
+			es[name] = true
+		}
+	}
+	return sortedSet(rs), sortedSet(ss), sortedSet(es)
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// wildcardTypes are subscribed without names, as Envoy does for LDS and CDS.
+var wildcardTypes = []string{resourcev3.ClusterType, resourcev3.ListenerType}
+
+// resourceName unpacks a resource to read its name.
+func resourceName(a *anypb.Any) (string, error) {
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return "", fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
+	}
+	return cachev3.GetResourceName(m), nil
+}

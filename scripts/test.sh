@@ -7,6 +7,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tests drive real openssl, curl and redis-server binaries. Install them
+# from Debian's packages when they are missing and we may (root with apt-get);
+# otherwise say what to install.
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "== installing ${need[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		# The package may start a system redis on 6379; the tests start
+		# their own instances on free ports and do not need it.
+		service redis-server stop >/dev/null 2>&1 || true
+	else
+		echo "missing: ${need[*]} (install with: sudo apt-get install -y ${need[*]})" >&2
+		exit 1
+	fi
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

@@ -271,7 +271,7 @@ func TestBuildDefense(t *testing.T) {
 	if hcm.ForwardClientCertDetails != hcmv3.HttpConnectionManager_SANITIZE_SET {
 		t.Errorf("forward_client_cert_details = %v", hcm.ForwardClientCertDetails)
 	}
-	if d := hcm.GetSetCurrentClientCertDetails(); !d.GetSubject().GetValue() || !d.GetUri() || !d.GetCert() {
+	if d := hcm.GetSetCurrentClientCertDetails(); !d.GetSubject().GetValue() || !d.GetUri() || !d.GetCert() || !d.GetChain() {
 		t.Errorf("set_current_client_cert_details = %v", d)
 	}
 	if len(hcm.HttpFilters) != 2 || hcm.HttpFilters[0].Name != wellknown.HTTPExternalAuthorization || hcm.HttpFilters[1].Name != wellknown.Router {

@@ -88,12 +88,16 @@ func httpConnectionManager(p *packer, l *gateway.Listener, s *FusionSet, authzTi
 		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
 		// XFCC: drop whatever the client sent and set it from this
 		// connection, so the upstream gets the certificate Envoy saw and
-		// nobody can forge the header.
+		// nobody can forge the header. Chain carries the intermediates
+		// too: ext_authz only receives the leaf, and mcc authz needs the
+		// presented chain to verify through intermediates and to see an
+		// over-long chain.
 		ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE_SET,
 		SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
 			Subject: wrapperspb.Bool(true),
 			Uri:     true,
 			Cert:    true,
+			Chain:   true,
 		},
 	}
 }

@@ -1,7 +1,6 @@
 package caddymod
 
 import (
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -106,6 +105,9 @@ func appFrom(ctx caddy.Context, setID string) (*App, error) {
 }
 
 // ServeHTTP evaluates the request and blocks it or passes it on.
+//
+// The cached good path is the hot one: it allocates once (the placeholder
+// provider) and reads the request's context four times at most.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// The upstream must be able to trust these: whatever the client sent
 	// under these names goes before anything reads the request.
@@ -114,11 +116,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Header.Del(fusion.HeaderFusionSet)
 
 	ctx := r.Context()
-	// One allocation holds everything this request needs from us.
-	ev := &evaluation{set: h.FusionSet}
+	vars, _ := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any)
 	// The engine keeps nothing of the request itself, only of its contents,
-	// so it can live on the stack; the chain's backing array is ev's.
-	req := &fusion.Request{
+	// so it lives on the stack and the chain's backing array goes back to
+	// the pool once the engine is done.
+	req := fusion.Request{
 		Host:    r.Host,
 		Method:  r.Method,
 		Path:    r.URL.Path,
@@ -126,32 +128,45 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Gateway: threat.GatewayCaddy,
 		Node:    h.state.node,
 	}
-	req.ClientIP, _ = caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string)
+	req.ClientIP, _ = vars[caddyhttp.ClientIPVarKey].(string)
+	var chain *rawChain
 	if r.TLS != nil {
 		req.SNI = r.TLS.ServerName
-		req.PeerCertificates = ev.rawChain(r.TLS.PeerCertificates)
+		if len(r.TLS.PeerCertificates) > 0 {
+			chain = getRawChain(r.TLS.PeerCertificates)
+			req.PeerCertificates = chain.der
+		}
 		req.VerifiedChains = r.TLS.VerifiedChains
 	}
 	if h.CertHeader != "" {
-		h.applyCertHeader(r, req)
+		h.applyCertHeader(r, vars, &req)
 	}
 	// The event's externalID (also the block page's reference) is Caddy's
 	// request UUID when the request already has one, so that it matches
 	// the access log's uuid; otherwise the engine makes one up for a
 	// failure. Asking for the UUID here would generate one for every
 	// request, a cost the good path should not pay.
-	if id, ok := caddyhttp.GetVar(ctx, requestUUIDVar).(fmt.Stringer); ok {
+	if id, ok := vars[requestUUIDVar].(fmt.Stringer); ok {
 		req.RequestID = id.String()
 	}
 
-	ev.d = h.state.engine.Evaluate(ctx, h.FusionSet, req)
-	d := &ev.d
-	h.counters.inc(d)
+	d := h.state.engine.Evaluate(ctx, h.FusionSet, &req)
+	chain.release()
+	h.counters.inc(&d)
+	ev := evaluationOf(&d, h.FusionSet)
 	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// The method value holds its own copy of ev: the request's one
+		// allocation on the good path.
 		repl.Map(ev.placeholder)
 	}
-	if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Add(zap.Inline(ev))
+	// Allowed requests without a finding do not pay for the access log
+	// fields (Caddy's ExtraLogFields.Add allocates three times); a config
+	// that wants them on every request uses log_append with the
+	// placeholders.
+	if d.Reason != threat.ReasonNone {
+		if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+			extra.Add(zap.Inline(ev))
+		}
 	}
 	if ce := h.logger.Check(zapcore.DebugLevel, "fusion set decision"); ce != nil {
 		ce.Write(
@@ -168,11 +183,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if d.Action == fusion.Block {
-		writeBlock(w, r, d)
+		blocked := d // only this copy escapes, on the block path
+		writeBlock(w, r, &blocked)
 		return nil
 	}
-	for k, v := range d.UpstreamHeaders() {
-		r.Header.Set(k, v)
+	if d.Reason != threat.ReasonNone {
+		for k, v := range d.UpstreamHeaders() {
+			r.Header.Set(k, v)
+		}
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -180,12 +198,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // applyCertHeader takes the client certificate from the configured header
 // when a trusted proxy sent it, and otherwise removes the header and marks
 // the request as spoofing it.
-func (h *Handler) applyCertHeader(r *http.Request, req *fusion.Request) {
+func (h *Handler) applyCertHeader(r *http.Request, vars map[string]any, req *fusion.Request) {
 	vals := r.Header.Values(h.CertHeader)
 	if len(vals) == 0 {
 		return
 	}
-	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	trusted, _ := vars[caddyhttp.TrustedProxyVarKey].(bool)
 	if !trusted {
 		r.Header.Del(h.CertHeader)
 		req.Reason = threat.ReasonSpoofedCertHeader
@@ -232,46 +250,38 @@ func writeBlock(w http.ResponseWriter, r *http.Request, d *fusion.Decision) {
 	}
 }
 
-// evaluation is one request's evaluation: the engine's answer, and what
-// placeholders and the access log show of it. It is allocated once per
-// request and outlives the handler (the replacer and the access log read it
-// later).
+// evaluation is what placeholders and the access log show of one request's
+// decision. It is a small value: the placeholder provider's method value
+// carries a copy of it, so the request allocates nothing else for them.
 type evaluation struct {
-	d   fusion.Decision
-	set string
-	// raw backs req.PeerCertificates for the usual short chains.
-	raw [4][]byte
+	action fusion.Action
+	reason threat.Reason
+	set    string
+	cert   *threat.CertInfo
+	event  *threat.Event
 }
 
-// rawChain returns the DER of each presented certificate, leaf first.
-func (ev *evaluation) rawChain(certs []*x509.Certificate) [][]byte {
-	if len(certs) == 0 {
-		return nil
-	}
-	raw := ev.raw[:0]
-	for _, c := range certs {
-		raw = append(raw, c.Raw)
-	}
-	return raw
+func evaluationOf(d *fusion.Decision, set string) evaluation {
+	return evaluation{action: d.Action, reason: d.Reason, set: set, cert: d.Cert, event: d.Event}
 }
 
-func (ev *evaluation) appID() string {
-	if ev.d.Cert != nil {
-		return ev.d.Cert.AppID
+func (ev evaluation) appID() string {
+	if ev.cert != nil {
+		return ev.cert.AppID
 	}
 	return ""
 }
 
-func (ev *evaluation) buildID() string {
-	if ev.d.Cert != nil {
-		return ev.d.Cert.BuildID
+func (ev evaluation) buildID() string {
+	if ev.cert != nil {
+		return ev.cert.BuildID
 	}
 	return ""
 }
 
-func (ev *evaluation) eventID() string {
-	if ev.d.Event != nil {
-		return ev.d.Event.ID
+func (ev evaluation) eventID() string {
+	if ev.event != nil {
+		return ev.event.ID
 	}
 	return ""
 }
@@ -289,15 +299,15 @@ const (
 
 // placeholder provides {http.mcc.*}. Values are computed when a placeholder
 // is used, so a request whose config uses none pays nothing for them.
-func (ev *evaluation) placeholder(key string) (any, bool) {
+func (ev evaluation) placeholder(key string) (any, bool) {
 	if !strings.HasPrefix(key, phPrefix) {
 		return nil, false
 	}
 	switch key {
 	case phDecision:
-		return ev.d.Action.String(), true
+		return ev.action.String(), true
 	case phReason:
-		return string(ev.d.Reason), true
+		return string(ev.reason), true
 	case phFusionSet:
 		return ev.set, true
 	case phAppID:
@@ -311,9 +321,9 @@ func (ev *evaluation) placeholder(key string) (any, bool) {
 }
 
 // MarshalLogObject adds the access log fields (inline, top level).
-func (ev *evaluation) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("mcc_decision", ev.d.Action.String())
-	enc.AddString("mcc_reason", string(ev.d.Reason))
+func (ev evaluation) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("mcc_decision", ev.action.String())
+	enc.AddString("mcc_reason", string(ev.reason))
 	enc.AddString("mcc_fusion_set", ev.set)
 	enc.AddString("mcc_app_id", ev.appID())
 	enc.AddString("mcc_build_id", ev.buildID())
@@ -325,5 +335,5 @@ func (ev *evaluation) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ zapcore.ObjectMarshaler     = (*evaluation)(nil)
+	_ zapcore.ObjectMarshaler     = evaluation{}
 )

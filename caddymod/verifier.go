@@ -79,7 +79,7 @@ func (v *Verifier) VerifyClientCertificate(rawCerts [][]byte, verifiedChains [][
 	})
 	v.counters.inc(&d)
 	if ce := v.logger.Check(zapcore.DebugLevel, "fusion set handshake decision"); ce != nil {
-		ev := &evaluation{d: d, set: v.FusionSet}
+		ev := evaluationOf(&d, v.FusionSet)
 		ce.Write(
 			zap.String("fusion_set", v.FusionSet),
 			zap.String("decision", d.Action.String()),

@@ -45,7 +45,7 @@ fi
 echo "== go test"
 # -p 2: two package binaries at a time (each caddytest package has its own
 # admin port). GOFLAGS is cleared of -trimpath on purpose.
-GOFLAGS="${GOFLAGS//-trimpath/}" go test -v -count=1 -p 2 -timeout 20m ./... 2>&1 | tee "$log"
+GOFLAGS="$(go env GOFLAGS | sed 's/-trimpath//g')" go test -v -count=1 -p 2 -timeout 20m ./... 2>&1 | tee "$log"
 if grep -E -- '^\s*--- SKIP' "$log"; then
 	echo "FAIL: tests were skipped (see above); CI treats a skip as a failure" >&2
 	exit 1

@@ -1,6 +1,7 @@
 package caddymod
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
@@ -58,5 +59,18 @@ func BenchmarkHandlerCached(b *testing.B) {
 		for b.Loop() {
 			_ = h.ServeHTTP(w, prepare(), next)
 		}
+	})
+	// Every core on the same cached certificate: what shared locks and
+	// counters on the path cost.
+	b.Run("fusion_set_parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			// The handler edits the request's header: one per goroutine.
+			own := req.Clone(context.Background())
+			w := httptest.NewRecorder()
+			for pb.Next() {
+				_ = h.ServeHTTP(w, caddyhttp.PrepareRequest(own, caddy.NewReplacer(), w, nil), next)
+			}
+		})
 	})
 }

@@ -12,9 +12,15 @@
 //     before basic_auth): evaluates each request's client certificate and
 //     blocks it or passes it on with the event, as the set's mode says. It
 //     sets {http.mcc.decision}, {http.mcc.reason}, {http.mcc.fusion_set},
-//     {http.mcc.app_id}, {http.mcc.build_id} and {http.mcc.event_id}, and
-//     the access log fields mcc_decision, mcc_reason, mcc_fusion_set,
-//     mcc_app_id, mcc_build_id and mcc_event_id.
+//     {http.mcc.app_id}, {http.mcc.build_id} and {http.mcc.event_id} on
+//     every request. A request with a finding (blocked, or reported in
+//     detection) also gets the access log fields mcc_decision, mcc_reason,
+//     mcc_fusion_set, mcc_app_id, mcc_build_id and mcc_event_id; allowed
+//     requests do not, because adding log fields costs Caddy allocations
+//     on every request. To log them on every request, use Caddy's
+//     log_append with the placeholders, under other names than mcc_* (a
+//     request with a finding would carry the key twice):
+//     `log_append app_id {http.mcc.app_id}`.
 //   - Verifier `tls.client_auth.verifier.fusion_set` (`verifier fusion_set
 //     <id>` in client_auth): hard rejects during the TLS handshake.
 //

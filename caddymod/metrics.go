@@ -76,6 +76,8 @@ const noReason = "none"
 // setCounters are one fusion set's decision counters, resolved once per
 // handler so that the request path does a map lookup, not a label hash.
 type setCounters struct {
+	// good is allow with no reason: nearly every request.
+	good  prometheus.Counter
 	allow map[threat.Reason]prometheus.Counter
 	block map[threat.Reason]prometheus.Counter
 	vec   *prometheus.CounterVec
@@ -97,11 +99,16 @@ func (m *appMetrics) forSet(setID string) *setCounters {
 		c.allow[r] = m.decisions.WithLabelValues(setID, fusion.Allow.String(), label)
 		c.block[r] = m.decisions.WithLabelValues(setID, fusion.Block.String(), label)
 	}
+	c.good = c.allow[threat.ReasonNone]
 	return c
 }
 
 // inc counts one decision.
 func (c *setCounters) inc(d *fusion.Decision) {
+	if d.Action == fusion.Allow && d.Reason == threat.ReasonNone {
+		c.good.Inc()
+		return
+	}
 	m := c.allow
 	if d.Action == fusion.Block {
 		m = c.block

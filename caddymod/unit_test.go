@@ -1,12 +1,14 @@
 package caddymod
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,4 +154,43 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestForgedUpstreamHeadersRemoved: the handler deletes the upstream
+// headers by their canonical names, which is what a parsed request holds
+// whatever case the client wrote them in.
+func TestForgedUpstreamHeadersRemoved(t *testing.T) {
+	for _, name := range upstreamHeaders {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Fatalf("upstream header %q is not canonical (%q)", name, c)
+		}
+	}
+	h, leaf := unitHandler(t, zap.NewNop())
+	raw := "GET / HTTP/1.1\r\nHost: mcc.localhost\r\n" +
+		"mcc-threat-event: forged\r\nMCC-REASON-CODE: FORGED\r\nmcc-fusion-set: other\r\nX-Kept: yes\r\n\r\n"
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.TLS = &tls.ConnectionState{ServerName: testHost, PeerCertificates: []*x509.Certificate{leaf}}
+	var upstream http.Header
+	next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+		upstream = r.Header.Clone()
+		return nil
+	})
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, nil), next); err != nil {
+		t.Fatal(err)
+	}
+	if upstream == nil {
+		t.Fatalf("valid certificate did not reach the next handler: %d %s", w.Code, w.Body)
+	}
+	for _, name := range upstreamHeaders {
+		if v := upstream.Values(name); len(v) != 0 {
+			t.Errorf("upstream got %s: %q", name, v)
+		}
+	}
+	if upstream.Get("X-Kept") != "yes" {
+		t.Errorf("other headers lost: %v", upstream)
+	}
 }

@@ -61,7 +61,8 @@ type Engine struct {
 	scores   *scorer
 	state    atomic.Pointer[engineState]
 
-	cacheHits, cacheMisses atomic.Uint64
+	cacheHits   hitCounter
+	cacheMisses atomic.Uint64
 }
 
 // engineState is one configuration with its per-set caches. Swapping it
@@ -141,7 +142,7 @@ func (e *Engine) Set(id string) (*Set, bool) {
 // Stats returns the engine's counters.
 func (e *Engine) Stats() EngineStats {
 	st := EngineStats{
-		CacheHits:     e.cacheHits.Load(),
+		CacheHits:     e.cacheHits.load(),
 		CacheMisses:   e.cacheMisses.Load(),
 		StoreErrors:   e.scores.errors.Load(),
 		StoreFallback: e.scores.failing.Load(),
@@ -190,7 +191,7 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 	} else if reason, data = checkShape(set, chain); reason == threat.ReasonNone {
 		if c := ss.cache.get(chain[0]); c != nil && c.fresh(set, chain, now) {
 			v, hit = c, true
-			e.cacheHits.Add(1)
+			e.cacheHits.add()
 			certSHA = v.certSHA
 		} else {
 			certSHA = sha256Hex(chain[0])

@@ -4,27 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mccgate/mcc/internal/caddytesting"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -142,64 +137,9 @@ func runningState(t *testing.T) *sharedState {
 }
 
 // serverTLS is the gateway's own certificate, from a CA the test clients trust.
-type serverTLS struct {
-	certFile, keyFile string
-	roots             *x509.CertPool
-}
+type serverTLS = caddytesting.ServerTLS
 
-func newServerTLS(t *testing.T) serverTLS {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "caddymod test server CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: testHost},
-		DNSNames:     []string{testHost},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := serverTLS{
-		certFile: filepath.Join(dir, "server.pem"),
-		keyFile:  filepath.Join(dir, "server-key.pem"),
-		roots:    x509.NewCertPool(),
-	}
-	s.roots.AddCert(ca)
-	writeFile(t, s.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	writeFile(t, s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	return s
-}
+func newServerTLS(t *testing.T) serverTLS { return caddytesting.NewServerTLS(t, testHost) }
 
 func writeFile(t *testing.T, path string, data []byte, perm os.FileMode) {
 	t.Helper()
@@ -260,7 +200,7 @@ func newClient(t *testing.T, srv serverTLS, cert *tls.Certificate, localIP strin
 		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
 	}
 	tlsCfg := &tls.Config{
-		RootCAs:    srv.roots,
+		RootCAs:    srv.Roots,
 		ServerName: testHost,
 		MinVersion: tls.VersionTLS12,
 	}
@@ -482,7 +422,7 @@ func site(srv serverTLS, clientAuth, directives string) string {
 	}
 %s
 }
-`, testHost, testHTTPSPort, srv.certFile, srv.keyFile, clientAuth, directives)
+`, testHost, testHTTPSPort, srv.CertFile, srv.KeyFile, clientAuth, directives)
 }
 
 func certPEM(der []byte) string {

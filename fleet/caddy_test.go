@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mccgate/mcc/internal/caddytesting"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -87,7 +83,7 @@ func startCaddy(t *testing.T, setFile, redisURL, sink string) *caddyGateway {
 	t.Cleanup(up.Close)
 
 	cfg := fmt.Sprintf(caddyfile, adminPort, httpPort, httpsPort, setFile, redisURL, sink,
-		siteHost, site.certFile, site.keyFile, setID, strings.TrimPrefix(up.URL, "http://"))
+		siteHost, site.CertFile, site.KeyFile, setID, strings.TrimPrefix(up.URL, "http://"))
 	// Registered first so that it runs last, after caddytest has shown
 	// the running config of a failed test.
 	t.Cleanup(func() { unloadMCC(t) })
@@ -98,7 +94,7 @@ func startCaddy(t *testing.T, setFile, redisURL, sink string) *caddyGateway {
 	if t.Failed() {
 		t.Fatalf("loading the Caddyfile failed:\n%s", cfg)
 	}
-	return &caddyGateway{roots: site.roots, sink: sink}
+	return &caddyGateway{roots: site.Roots, sink: sink}
 }
 
 // unloadMCC loads a config without the mcc app: its store, engine and
@@ -258,65 +254,7 @@ func readSink(t *testing.T, path string) []*threat.Event {
 	return out
 }
 
-// siteCert is Caddy's server certificate for siteHost, from a CA made for
-// the test.
-type siteCert struct {
-	certFile, keyFile string
-	roots             *x509.CertPool
-}
+// siteCert is the gateway's own certificate, from a CA the test clients trust.
+type siteCert = caddytesting.ServerTLS
 
-func newSiteCert(t *testing.T) siteCert {
-	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fleet test server CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: siteHost},
-		DNSNames:     []string{siteHost},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	s := siteCert{certFile: filepath.Join(dir, "site.pem"), keyFile: filepath.Join(dir, "site-key.pem"), roots: x509.NewCertPool()}
-	s.roots.AddCert(ca)
-	if err := os.WriteFile(s.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSiteCert(t *testing.T) siteCert { return caddytesting.NewServerTLS(t, siteHost) }

@@ -2,26 +2,20 @@ package parity
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mccgate/mcc/internal/caddytesting"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -165,7 +159,7 @@ func loadCaddy(t *testing.T, srv serverTLS, setFile, upstream, sink string) {
 	fusion_set bank-prod
 	reverse_proxy %s
 }
-`, adminPort, httpPort, httpsPort, setFile, sink, siteHost, httpsPort, srv.certFile, srv.keyFile, upstream)
+`, adminPort, httpPort, httpsPort, setFile, sink, siteHost, httpsPort, srv.CertFile, srv.KeyFile, upstream)
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
 		AdminPort: adminPort, LoadRequestTimeout: timeout, TestRequestTimeout: timeout,
 	})
@@ -178,7 +172,7 @@ func loadCaddy(t *testing.T, srv serverTLS, setFile, upstream, sink string) {
 // caddyVerdict sends the case over a fresh TLS connection to Caddy.
 func caddyVerdict(t *testing.T, srv serverTLS, tc fusiontest.Case) (verdict, error) {
 	t.Helper()
-	tlsCfg := &tls.Config{RootCAs: srv.roots, ServerName: siteHost, MinVersion: tls.VersionTLS12}
+	tlsCfg := &tls.Config{RootCAs: srv.Roots, ServerName: siteHost, MinVersion: tls.VersionTLS12}
 	if len(tc.Chain) > 0 {
 		cert := tc.TLSCertificate()
 		// Send the chain whatever CAs the server names.
@@ -305,46 +299,7 @@ func startAuthz(t *testing.T, setFile string) authv3.AuthorizationClient {
 	return authv3.NewAuthorizationClient(cc)
 }
 
-// serverTLS is the site's certificate, from a CA the test client trusts.
-type serverTLS struct {
-	certFile, keyFile string
-	roots             *x509.CertPool
-}
+// serverTLS is the gateway's own certificate, from a CA the test clients trust.
+type serverTLS = caddytesting.ServerTLS
 
-func newServerTLS(t *testing.T) serverTLS {
-	t.Helper()
-	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: siteHost},
-		DNSNames:              []string{siteHost},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := serverTLS{certFile: filepath.Join(dir, "site.pem"), keyFile: filepath.Join(dir, "site-key.pem"), roots: x509.NewCertPool()}
-	s.roots.AddCert(cert)
-	if err := os.WriteFile(s.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newServerTLS(t *testing.T) serverTLS { return caddytesting.NewServerTLS(t, siteHost) }

@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mccgate/mcc/internal/caddytesting"
-
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/mccgate/mcc/internal/caddytesting"
 	"github.com/mccgate/mcc/threat"
 )
 

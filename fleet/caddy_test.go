@@ -20,12 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mccgate/mcc/internal/caddytesting"
-
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/mccgate/mcc/caddymod" // the mcc app and the fusion_set handler
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/caddytesting"
 	"github.com/mccgate/mcc/threat"
 )
 

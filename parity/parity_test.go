@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mccgate/mcc/internal/caddytesting"
-
 	"github.com/caddyserver/caddy/v2/caddytest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -28,6 +26,7 @@ import (
 	"github.com/mccgate/mcc/envoyext/envoytest"
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/caddytesting"
 	"github.com/mccgate/mcc/threat"
 )
 

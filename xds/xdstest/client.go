@@ -3,6 +3,7 @@ package xdstest
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -60,10 +61,14 @@ type state struct {
 	nacks     map[string]int
 	changed   chan struct{} // closed and replaced on every change
 	err       error         // stream error once the stream ended
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the receive loop has stopped
 }
 
-func newState() *state {
+func newState(cancel context.CancelFunc) *state {
 	return &state{
+		cancel:    cancel,
+		done:      make(chan struct{}),
 		versions:  map[string]string{},
 		resources: map[string]map[string]*anypb.Any{},
 		responses: map[string]int{},
@@ -212,4 +217,38 @@ func resourceName(a *anypb.Any) (string, error) {
 		return "", fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
 	}
 	return cachev3.GetResourceName(m), nil
+}
+
+// View returns what the client has accepted so far.
+func (s *state) View() View { return s.view() }
+
+// Wait blocks until cond holds, the stream fails, or ctx ends.
+func (s *state) Wait(ctx context.Context, cond func(View) bool) (View, error) {
+	return s.wait(ctx, cond)
+}
+
+// Close ends the stream and waits for the client to stop.
+func (s *state) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// receive runs a client's receive loop until the stream or handle fails; the
+// two protocol flavours differ only in their message types.
+func receive[T any](s *state, recv func() (T, error), handle func(T) error) {
+	defer close(s.done)
+	for {
+		resp, err := recv()
+		if err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("server closed the stream")
+			}
+			s.fail(err)
+			return
+		}
+		if err := handle(resp); err != nil {
+			s.fail(err)
+			return
+		}
+	}
 }

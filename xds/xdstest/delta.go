@@ -3,7 +3,6 @@ package xdstest
 import (
 	"context"
 	"fmt"
-	"io"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -23,8 +22,6 @@ type DeltaClient struct {
 	stream     discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
 	reject     RejectFunc
 	subscribed map[string][]string
-	cancel     context.CancelFunc
-	done       chan struct{}
 }
 
 // StartDelta opens a delta ADS stream on cc and subscribes. reject may be nil.
@@ -35,8 +32,8 @@ func StartDelta(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.N
 		cancel()
 		return nil, fmt.Errorf("opening delta ADS stream: %w", err)
 	}
-	c := &DeltaClient{state: newState(), stream: stream, reject: reject,
-		subscribed: map[string][]string{}, cancel: cancel, done: make(chan struct{})}
+	c := &DeltaClient{state: newState(cancel), stream: stream, reject: reject,
+		subscribed: map[string][]string{}}
 	for i, typ := range wildcardTypes {
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ}
 		if i == 0 {
@@ -51,37 +48,7 @@ func StartDelta(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.N
 	return c, nil
 }
 
-// View returns what the client has accepted so far.
-func (c *DeltaClient) View() View { return c.view() }
-
-// Wait blocks until cond holds, the stream fails, or ctx ends.
-func (c *DeltaClient) Wait(ctx context.Context, cond func(View) bool) (View, error) {
-	return c.wait(ctx, cond)
-}
-
-// Close ends the stream and waits for the client to stop.
-func (c *DeltaClient) Close() {
-	c.cancel()
-	<-c.done
-}
-
-func (c *DeltaClient) run() {
-	defer close(c.done)
-	for {
-		resp, err := c.stream.Recv()
-		if err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("server closed the stream")
-			}
-			c.fail(err)
-			return
-		}
-		if err := c.handle(resp); err != nil {
-			c.fail(err)
-			return
-		}
-	}
-}
+func (c *DeltaClient) run() { receive(c.state, c.stream.Recv, c.handle) }
 
 func (c *DeltaClient) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	typ := resp.GetTypeUrl()

@@ -3,7 +3,6 @@ package xdstest
 import (
 	"context"
 	"fmt"
-	"io"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -25,8 +24,6 @@ type SotWClient struct {
 	// subscribed holds the names sent for each named type.
 	subscribed map[string][]string
 	nonces     map[string]string
-	cancel     context.CancelFunc
-	done       chan struct{}
 }
 
 // StartSotW opens an ADS stream on cc and subscribes. reject may be nil.
@@ -38,9 +35,8 @@ func StartSotW(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.No
 		return nil, fmt.Errorf("opening ADS stream: %w", err)
 	}
 	c := &SotWClient{
-		state: newState(), stream: stream, node: node, reject: reject,
+		state: newState(cancel), stream: stream, node: node, reject: reject,
 		subscribed: map[string][]string{}, nonces: map[string]string{},
-		cancel: cancel, done: make(chan struct{}),
 	}
 	for i, typ := range wildcardTypes {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
@@ -56,37 +52,7 @@ func StartSotW(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.No
 	return c, nil
 }
 
-// View returns what the client has accepted so far.
-func (c *SotWClient) View() View { return c.view() }
-
-// Wait blocks until cond holds, the stream fails, or ctx ends.
-func (c *SotWClient) Wait(ctx context.Context, cond func(View) bool) (View, error) {
-	return c.wait(ctx, cond)
-}
-
-// Close ends the stream and waits for the client to stop.
-func (c *SotWClient) Close() {
-	c.cancel()
-	<-c.done
-}
-
-func (c *SotWClient) run() {
-	defer close(c.done)
-	for {
-		resp, err := c.stream.Recv()
-		if err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("server closed the stream")
-			}
-			c.fail(err)
-			return
-		}
-		if err := c.handle(resp); err != nil {
-			c.fail(err)
-			return
-		}
-	}
-}
+func (c *SotWClient) run() { receive(c.state, c.stream.Recv, c.handle) }
 
 func (c *SotWClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	typ := resp.GetTypeUrl()

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/fusion/crlmetrics"
 )
 
 func init() {
@@ -35,6 +37,10 @@ type App struct {
 	// Relative paths are relative to Caddy's working directory.
 	FusionSets []fusion.SetConfig `json:"fusion_sets,omitempty"`
 	// Store is where scores and bans live: "memory" (default) or a redis URL.
+	// It may use Caddy's {env.NAME} and {file.PATH} placeholders (the whole
+	// URL or a part, such as the password), expanded at provisioning, so
+	// that the secret is not in the config Caddy serves on its admin
+	// /config and writes to autosave.json.
 	Store string `json:"store,omitempty"`
 	// Sinks receive threat events. Default: one "log" sink.
 	Sinks []SinkConfig `json:"sinks,omitempty"`
@@ -44,6 +50,9 @@ type App struct {
 	// CA, CRL and revocation files. Default 2s.
 	WatchInterval caddy.Duration `json:"watch_interval,omitempty"`
 
+	// res holds the settings with their placeholders expanded; the
+	// exported fields keep what the config says.
+	res    resolved
 	cfg    *fusion.Config
 	stamps map[string]fileStamp
 	state  *sharedState
@@ -86,8 +95,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.WatchInterval < 0 {
 		return fmt.Errorf("mcc: watch_interval must be positive, got %s", time.Duration(a.WatchInterval))
 	}
+	// Metrics are registered first, so that a config refused below is
+	// still counted (caddy_mcc_config_reloads_total{result="failure"}).
+	if err := registerReloadMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("mcc: registering metrics: %w", err)
+	}
+	res, err := a.resolve(caddy.NewReplacer())
+	if err != nil {
+		configLoadFailed(triggerConfig)
+		return fmt.Errorf("mcc: %w", err)
+	}
+	a.res = res
+	a.warnInlineSecrets()
 	cfg, err := a.buildConfig()
 	if err != nil {
+		configLoadFailed(triggerConfig)
 		return fmt.Errorf("mcc: %w", err)
 	}
 	a.cfg = cfg
@@ -97,6 +119,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	st, keys, loaded, err := acquireState(a, cfg)
 	if err != nil {
+		configLoadFailed(triggerConfig)
 		return fmt.Errorf("mcc: %w", err)
 	}
 	a.state, a.keys, a.loaded = st, keys, loaded
@@ -104,11 +127,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// Each config load has its own registry; the collectors (and their
 	// counts) belong to the pooled state and are registered again here.
 	if err := st.metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		// Cleanup gives the state back: Caddy calls it after a failed
+		// Provision.
+		configLoadFailed(triggerConfig)
 		return fmt.Errorf("mcc: registering metrics: %w", err)
+	}
+	// CRL freshness (caddy_mcc_crl_*), computed at scrape time from the
+	// configuration in force, so a watch reload needs no bookkeeping.
+	engine := st.engine
+	if err := ctx.GetMetricsRegistry().Register(crlmetrics.New("caddy", "mcc", engine.Config, nil)); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if !errors.As(err, &dup) {
+			configLoadFailed(triggerConfig)
+			return fmt.Errorf("mcc: registering CRL metrics: %w", err)
+		}
 	}
 	a.logger.Info("fusion sets loaded",
 		zap.Strings("fusion_sets", cfg.IDs),
-		zap.String("file", a.FusionSetsFile),
+		zap.String("file", a.res.setsFile),
 		zap.Bool("state_reused", loaded))
 	return nil
 }
@@ -123,6 +159,9 @@ func (a *App) Start() error {
 	if a.loaded {
 		a.state.engine.Update(a.cfg)
 	}
+	// Counted here, not in Provision: only now has the whole Caddy config
+	// been accepted.
+	configLoaded(triggerConfig)
 	a.state.owner.Store(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -173,8 +212,8 @@ func (a *App) Engine() *fusion.Engine {
 // sets into one configuration.
 func (a *App) buildConfig() (*fusion.Config, error) {
 	var cfg *fusion.Config
-	if a.FusionSetsFile != "" {
-		c, err := fusion.LoadFile(a.FusionSetsFile)
+	if a.res.setsFile != "" {
+		c, err := fusion.LoadFile(a.res.setsFile)
 		if err != nil {
 			return nil, fmt.Errorf("loading fusion sets: %w", err)
 		}

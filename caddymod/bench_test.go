@@ -19,6 +19,11 @@ import (
 func benchHandler(b *testing.B) (*Handler, *x509.Certificate) {
 	corp := fusiontest.NewCorpus(b, "bank-prod", "com.example.bank")
 	app := &App{FusionSetsFile: corp.SetFile, Node: "bench", logger: zap.NewNop()}
+	res, err := app.resolve(caddy.NewReplacer())
+	if err != nil {
+		b.Fatal(err)
+	}
+	app.res = res
 	cfg, err := app.buildConfig()
 	if err != nil {
 		b.Fatal(err)

@@ -61,6 +61,13 @@ func init() {
 //		watch_interval <duration>
 //	}
 //
+// The redis URL, the fusion_sets file, the node and the sink paths may use
+// Caddy's runtime placeholders {env.NAME} and {file.PATH}, expanded when the
+// app is provisioned: `store redis {env.MCC_REDIS_URL}` or
+// `store redis redis://:{file./run/secrets/redis-password}@10.0.0.5:6379/0`
+// keep the password out of the config Caddy serves on /config and
+// autosaves. ({$NAME} is the Caddyfile's own substitution: it is expanded
+// when the Caddyfile is adapted, so the secret would be in the config.)
 // Inline fusion sets are compiled while the Caddyfile is adapted, so a
 // mistake is reported with its Caddyfile line. Relative paths are relative
 // to the working directory.
@@ -113,8 +120,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case len(args) == 1 && args[0] == "memory":
 				a.Store = "memory"
 			case len(args) == 2 && args[0] == "redis":
-				if !strings.HasPrefix(args[1], "redis://") && !strings.HasPrefix(args[1], "rediss://") {
-					return d.Errf("store redis: want a redis:// or rediss:// URL, got %q", storeurl.Redact(args[1]))
+				// A URL with placeholders ({env.NAME}, {file.PATH}) is
+				// checked once they are expanded, at provisioning.
+				if !strings.Contains(args[1], "{") && !strings.HasPrefix(args[1], "redis://") && !strings.HasPrefix(args[1], "rediss://") {
+					return d.Errf("store redis: want a redis:// or rediss:// URL, or a placeholder such as {env.MCC_REDIS_URL}, got %q", storeurl.Redact(args[1]))
 				}
 				a.Store = args[1]
 			default:
@@ -402,8 +411,18 @@ func parseFailSafe(d *caddyfile.Dispenser, id string, duration func(name, v stri
 			fs.Window, err = duration("fail_safe window", v)
 		case "duration":
 			fs.Duration, err = duration("fail_safe duration", v)
+		case "ipv4_prefix", "ipv6_prefix":
+			n, convErr := strconv.Atoi(v)
+			if convErr != nil || n <= 0 {
+				return d.Errf("fusion_set %s: fail_safe %s: want a prefix length, got %q", id, k, v)
+			}
+			if k == "ipv4_prefix" {
+				fs.IPv4Prefix = n
+			} else {
+				fs.IPv6Prefix = n
+			}
 		default:
-			return d.Errf("fusion_set %s: fail_safe: unknown option %q (want threshold, window or duration)", id, k)
+			return d.Errf("fusion_set %s: fail_safe: unknown option %q (want threshold, window, duration, subjects, ipv4_prefix or ipv6_prefix)", id, k)
 		}
 		return err
 	}
@@ -428,6 +447,14 @@ func parseFailSafe(d *caddyfile.Dispenser, id string, duration func(name, v stri
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		k := d.Val()
+		if k == "subjects" {
+			// The same names and rules as the fusion file's
+			// fail_safe.subjects; CompileSet validates them.
+			if fs.Subjects = d.RemainingArgs(); len(fs.Subjects) == 0 {
+				return nil, d.Errf("fusion_set %s: fail_safe subjects needs address, device and/or certificate", id)
+			}
+			continue
+		}
 		var v string
 		if !d.AllArgs(&v) {
 			return nil, d.Errf("fusion_set %s: fail_safe %s takes one value", id, k)

@@ -108,6 +108,9 @@ func TestAdaptGlobalOptionHandlerAndVerifier(t *testing.T) {
 			fail_safe {
 				threshold 50
 				window 5m
+				subjects address certificate
+				ipv4_prefix 24
+				ipv6_prefix 56
 			}
 		}
 		store memory
@@ -171,7 +174,7 @@ app.localhost {
 				"builds": {},
 				"mode": "defense",
 				"threat_events": false,
-				"fail_safe": {"threshold": 50, "window": %[7]s}
+				"fail_safe": {"threshold": 50, "window": %[7]s, "subjects": ["address", "certificate"], "ipv4_prefix": 24, "ipv6_prefix": 56}
 			}
 		],
 		"store": "memory",
@@ -293,6 +296,8 @@ func TestAdaptErrors(t *testing.T) {
 		{"set bad score reason", global("\t\tfusion_set a {\n\t\t\tscore NOT_A_REASON 3\n\t\t}"), `unknown reason code "NOT_A_REASON"`},
 		{"set bad bool", global("\t\tfusion_set a {\n\t\t\tthreat_events maybe\n\t\t}"), "want on|off"},
 		{"set bad duration", global("\t\tfusion_set a {\n\t\t\tmax_lifetime forever\n\t\t}"), "max_lifetime"},
+		{"fail_safe empty subjects", global("\t\tfusion_set a {\n\t\t\tfail_safe {\n\t\t\t\tthreshold 5\n\t\t\t\tsubjects\n\t\t\t}\n\t\t}"), "fail_safe subjects needs address, device and/or certificate"},
+		{"fail_safe bad prefix", global("\t\tfusion_set a {\n\t\t\tfail_safe {\n\t\t\t\tthreshold 5\n\t\t\t\tipv6_prefix wide\n\t\t\t}\n\t\t}"), "fail_safe ipv6_prefix: want a prefix length"},
 		{"fail_safe without threshold", global("\t\tfusion_set a {\n\t\t\tfail_safe {\n\t\t\t\twindow 5m\n\t\t\t}\n\t\t}"), "fail_safe needs a threshold"},
 		{"compile error has line", global(fmt.Sprintf("\t\tfusion_set a {\n\t\t\ttrusted_ca %s\n\t\t\tapp_id x\n\t\t\tmode detection\n\t\t\tthreat_events off\n\t\t}", corp.CAFile)), "can neither block nor report: set threat_events: true or mode: defense, at Caddyfile:3"},
 		{"missing ca file", global("\t\tfusion_set a {\n\t\t\ttrusted_ca /nonexistent/ca.pem\n\t\t\tapp_id x\n\t\t\tmode defense\n\t\t}"), "/nonexistent/ca.pem"},
@@ -300,6 +305,11 @@ func TestAdaptErrors(t *testing.T) {
 		{"handler without id", "{\n}\n:8443 {\n\tfusion_set\n}\n", "missing fusion set id"},
 		{"handler bad format", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C der\n\t}\n}\n", `cert_header format "der"`},
 		{"handler unknown setting", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcolour blue\n\t}\n}\n", `unrecognized setting "colour"`},
+		{"cert_header unknown option", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C {\n\t\t\tcolour blue\n\t\t}\n\t}\n}\n", `cert_header: unrecognized setting "colour"`},
+		{"cert_header max_size", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C {\n\t\t\tmax_size lots\n\t\t}\n\t}\n}\n", "max_size: invalid size"},
+		{"cert_header max_size too big", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C {\n\t\t\tmax_size 2MiB\n\t\t}\n\t}\n}\n", "at most 1048576 bytes"},
+		{"allow_multiple_elements with pem", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C pem {\n\t\t\tallow_multiple_elements\n\t\t}\n\t}\n}\n", "for the xfcc format only"},
+		{"store placeholder typo", global("\t\tstore redis env.MCC_REDIS_URL"), "or a placeholder such as {env.MCC_REDIS_URL}"},
 		{"verifier without id", "{\n}\napp.localhost {\n\ttls internal {\n\t\tclient_auth {\n\t\t\tverifier fusion_set\n\t\t}\n\t}\n}\n", "missing fusion set id"},
 	}
 	for _, tt := range tests {
@@ -309,6 +319,45 @@ func TestAdaptErrors(t *testing.T) {
 				t.Fatalf("adapt error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAdaptSecretsAndCertHeaderOptions: placeholders stay placeholders in
+// the adapted config (they are expanded at provisioning), and the
+// cert_header block's options reach the handler.
+func TestAdaptSecretsAndCertHeaderOptions(t *testing.T) {
+	corp := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
+	src := fmt.Sprintf(`{
+	mcc {
+		fusion_sets %s
+		store redis {env.MCC_REDIS_URL}
+		node {env.HOSTNAME}
+	}
+}
+:8443 {
+	fusion_set bank-prod {
+		cert_header X-Forwarded-Client-Cert xfcc {
+			max_size 16KiB
+			allow_multiple_elements
+		}
+	}
+	respond ok
+}
+`, corp.SetFile)
+	cfg, err := adapt(t, src)
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	if got := dig(t, cfg, "apps", "mcc", "store"); got != "{env.MCC_REDIS_URL}" {
+		t.Errorf("store = %v, want the placeholder kept", got)
+	}
+	if got := dig(t, cfg, "apps", "mcc", "node"); got != "{env.HOSTNAME}" {
+		t.Errorf("node = %v, want the placeholder kept", got)
+	}
+	raw, _ := json.Marshal(dig(t, cfg, "apps", "http", "servers", "srv0", "routes"))
+	want := `{"cert_header":"X-Forwarded-Client-Cert","cert_header_allow_multiple_elements":true,"cert_header_format":"xfcc","cert_header_max_size":16384,"fusion_set":"bank-prod","handler":"fusion_set"}`
+	if !strings.Contains(string(raw), want) {
+		t.Errorf("handler %s not found in %s", want, raw)
 	}
 }
 

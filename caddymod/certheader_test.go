@@ -1,7 +1,6 @@
 package caddymod
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -116,89 +115,139 @@ func testCertHeaderTrust(t *testing.T, mode threat.Mode, format string) {
 	}
 }
 
-func TestParseXFCC(t *testing.T) {
+// TestCertHeaderRefusals drives the attacks on a forwarded-certificate header
+// through a real Caddy, from the trusted proxy: a second header line, a
+// second XFCC element (a forged one in front of the proxy's own), and a
+// header over the size cap. Each is a clean block with its reason, never a
+// 500, and the refused header never reaches the upstream. With
+// allow_multiple_elements the right-most element, the one the trusted proxy
+// added, is the one judged.
+func TestCertHeaderRefusals(t *testing.T) {
+	resetCaddy(t)
+	srv := newServerTLS(t)
 	corp := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
-	leaf := corp.Case(t, "valid").Chain[0]
-	via := corp.Case(t, "valid_via_intermediate").Chain
-	enc := func(ders ...[]byte) string {
-		var b strings.Builder
-		for _, d := range ders {
-			b.WriteString(certPEM(d))
+	up := newUpstream(t)
+	sink := filepath.Join(t.TempDir(), "events.jsonl")
+	setFile := corp.WriteSetFile(t, "refusals.yaml", func(sc *fusion.SetConfig) { sc.Mode = string(threat.ModeDefense) })
+	load := func(xfccOptions, pemOptions string) {
+		cfg := globalOptions() + trustedProxiesOption + fmt.Sprintf(`	mcc {
+		fusion_sets %s
+		sink file %s
+	}
+}
+`, setFile, sink) + site(srv, "\t\t\tmode request", fmt.Sprintf(`	route /xfcc {
+		fusion_set %[1]s {
+			cert_header X-Forwarded-Client-Cert xfcc {
+%[2]s
+			}
 		}
-		return url.PathEscape(b.String())
+		reverse_proxy %[4]s
 	}
-	tests := []struct {
-		name    string
-		values  []string
-		want    [][]byte
-		wantErr string
+	route /pem {
+		fusion_set %[1]s {
+			cert_header X-Client-Cert pem {
+%[3]s
+			}
+		}
+		reverse_proxy %[4]s
+	}`, corp.SetID, xfccOptions, pemOptions, up.addr()))
+		loadCaddyfile(t, cfg)
+	}
+	load("\t\t\t\tmax_size 64KiB", "\t\t\t\tmax_size 512B")
+
+	valid := corp.Case(t, "valid").Chain
+	revoked := corp.Case(t, "revoked_serial").Chain
+	validXFCC, revokedXFCC := xfccValue(valid), xfccValue(revoked)
+	validPEM := url.PathEscape(certPEM(valid[0]))
+	if len(validPEM) <= 512 {
+		t.Fatalf("the PEM header is %d bytes: the size test needs more than 512 bytes", len(validPEM))
+	}
+	proxy := newClient(t, srv, nil, proxyIP)
+	accept := "Accept: application/json"
+
+	// The proxy's own single element passes.
+	if r := proxy.mustGet(t, "/xfcc", accept, "X-Test-Id: one", "X-Forwarded-Client-Cert: "+validXFCC); r.status != http.StatusOK {
+		t.Fatalf("one XFCC element: %d %q, want 200", r.status, r.body)
+	}
+	cases := []struct {
+		name, path string
+		headers    []string
+		want       threat.Reason
 	}{
-		{name: "cert only", values: []string{`Hash=ab;Cert="` + enc(leaf) + `";Subject="CN=a,O=b;c"`}, want: [][]byte{leaf}},
-		{name: "chain preferred", values: []string{`Cert="` + enc(via[0]) + `";Chain="` + enc(via...) + `"`}, want: via},
-		{name: "unquoted", values: []string{`By=spiffe://x;Cert=` + enc(leaf)}, want: [][]byte{leaf}},
-		{name: "last element wins", values: []string{`Cert="` + enc(via[0]) + `",By=spiffe://near;Cert="` + enc(leaf) + `"`}, want: [][]byte{leaf}},
-		{name: "last header line wins", values: []string{`Cert="` + enc(via[0]) + `"`, `Cert="` + enc(leaf) + `"`}, want: [][]byte{leaf}},
-		{name: "escaped quote", values: []string{`Subject="CN=\"q\"";Cert="` + enc(leaf) + `"`}, want: [][]byte{leaf}},
-		{name: "no cert", values: []string{`By=spiffe://x;Hash=00`}, wantErr: "no Cert or Chain"},
-		{name: "unterminated", values: []string{`Cert="abc`}, wantErr: "unterminated"},
-		{name: "key without value", values: []string{`Cert`}, wantErr: "without a value"},
-		{name: "not pem", values: []string{`Cert="hello"`}, wantErr: "no PEM certificate"},
-		{name: "bad base64", values: []string{`Cert="` + url.PathEscape("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n") + `"`}, wantErr: "invalid base64"},
-		{name: "bad escape", values: []string{`Cert="%zz"`}, wantErr: "URL-decoding"},
-		{name: "too long", values: []string{strings.Repeat("a", maxCertHeader+1)}, wantErr: "longer than"},
-		{name: "empty", values: []string{""}, wantErr: "empty"},
+		// A client-supplied line the proxy passed on next to its own.
+		{"two xfcc lines", "/xfcc", []string{"X-Forwarded-Client-Cert: " + validXFCC, "X-Forwarded-Client-Cert: " + revokedXFCC}, threat.ReasonSpoofedCertHeader},
+		// A forged element in front of the proxy's own: refused, whichever
+		// element a reader would have picked.
+		{"two xfcc elements", "/xfcc", []string{"X-Forwarded-Client-Cert: " + validXFCC + "," + revokedXFCC}, threat.ReasonSpoofedCertHeader},
+		{"two xfcc elements, valid last", "/xfcc", []string{"X-Forwarded-Client-Cert: " + revokedXFCC + "," + validXFCC}, threat.ReasonSpoofedCertHeader},
+		// pem used to read the first line: the client's, if it came first.
+		{"two pem lines", "/pem", []string{"X-Client-Cert: " + url.PathEscape(certPEM(revoked[0])), "X-Client-Cert: " + url.PathEscape(certPEM(revoked[0]))}, threat.ReasonSpoofedCertHeader},
+		{"pem over max_size", "/pem", []string{"X-Client-Cert: " + validPEM}, threat.ReasonCertMalformed},
+		{"xfcc unreadable", "/xfcc", []string{`X-Forwarded-Client-Cert: Cert="unterminated`}, threat.ReasonCertMalformed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseXFCC(tt.values)
-			checkChain(t, got, err, tt.want, tt.wantErr)
-		})
+	for _, c := range cases {
+		id := strings.ReplaceAll(c.name, " ", "-")
+		r := proxy.mustGet(t, c.path, append([]string{accept, "X-Test-Id: " + id}, c.headers...)...)
+		if r.status != http.StatusForbidden || blockReason(r) != string(c.want) {
+			t.Errorf("%s: %d %q, want 403 %s", c.name, r.status, r.body, c.want)
+		}
+		if _, ok := up.headers(id); ok {
+			t.Errorf("%s: the upstream got the request", c.name)
+		}
+	}
+
+	// With allow_multiple_elements the right-most element is read: the
+	// forged one in front changes nothing.
+	load("\t\t\t\tallow_multiple_elements", "")
+	if r := proxy.mustGet(t, "/xfcc", accept, "X-Test-Id: multi-ok", "X-Forwarded-Client-Cert: "+revokedXFCC+","+validXFCC); r.status != http.StatusOK {
+		t.Fatalf("allowed elements, valid right-most: %d %q, want 200", r.status, r.body)
+	}
+	if r := proxy.mustGet(t, "/xfcc", accept, "X-Test-Id: multi-revoked", "X-Forwarded-Client-Cert: "+validXFCC+","+revokedXFCC); blockReason(r) != string(threat.ReasonCertRevoked) {
+		t.Fatalf("allowed elements, revoked right-most: %d %q, want CERT_REVOKED", r.status, r.body)
+	}
+	// Still one line only.
+	if r := proxy.mustGet(t, "/xfcc", accept, "X-Test-Id: multi-lines", "X-Forwarded-Client-Cert: "+revokedXFCC, "X-Forwarded-Client-Cert: "+validXFCC); blockReason(r) != string(threat.ReasonSpoofedCertHeader) {
+		t.Fatalf("allowed elements, two lines: %d %q, want SPOOFED_CERT_HEADER", r.status, r.body)
+	}
+	// The default cap (64 KiB) holds when max_size is not given.
+	if r := proxy.mustGet(t, "/pem", accept, "X-Test-Id: pem-default", "X-Client-Cert: "+validPEM); r.status != http.StatusOK {
+		t.Fatalf("pem under the default cap: %d %q, want 200", r.status, r.body)
 	}
 }
 
-func TestParsePEMHeader(t *testing.T) {
+// TestCertHeaderRefusalDetection: in detection mode a refused header is
+// reported to the upstream and removed, so the upstream cannot act on it.
+func TestCertHeaderRefusalDetection(t *testing.T) {
+	resetCaddy(t)
+	srv := newServerTLS(t)
 	corp := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
-	via := corp.Case(t, "valid_via_intermediate").Chain
-	pemChain := certPEM(via[0]) + certPEM(via[1])
-	tests := []struct {
-		name    string
-		values  []string
-		want    [][]byte
-		wantErr string
-	}{
-		{name: "url-encoded", values: []string{url.PathEscape(pemChain)}, want: via},
-		// ALB style: only line breaks escaped, base64 '+' and '/' literal.
-		{name: "literal plus kept", values: []string{strings.ReplaceAll(pemChain, "\n", "%0A")}, want: via},
-		{name: "spaces for newlines", values: []string{strings.ReplaceAll(pemChain, "\n", " ")}, want: via},
-		{name: "tabs for newlines", values: []string{strings.ReplaceAll(certPEM(via[0]), "\n", "\t")}, want: via[:1]},
-		{name: "missing end", values: []string{"-----BEGIN CERTIFICATE-----\nAAAA"}, wantErr: "without an END"},
-		{name: "nothing", values: []string{"hello"}, wantErr: "no PEM certificate"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parsePEMHeader(tt.values)
-			checkChain(t, got, err, tt.want, tt.wantErr)
-		})
+	up := newUpstream(t)
+	sink := filepath.Join(t.TempDir(), "events.jsonl")
+	setFile := corp.WriteSetFile(t, "refusals-detect.yaml", func(sc *fusion.SetConfig) { sc.Mode = string(threat.ModeDetection) })
+	cfg := globalOptions() + trustedProxiesOption + fmt.Sprintf(`	mcc {
+		fusion_sets %s
+		sink file %s
 	}
 }
-
-func checkChain(t *testing.T, got [][]byte, err error, want [][]byte, wantErr string) {
-	t.Helper()
-	if wantErr != "" {
-		if err == nil || !strings.Contains(err.Error(), wantErr) {
-			t.Fatalf("err = %v, want it to contain %q", err, wantErr)
-		}
-		return
+`, setFile, sink) + site(srv, "\t\t\tmode request", fmt.Sprintf(`	fusion_set %s {
+		cert_header X-Forwarded-Client-Cert
 	}
-	if err != nil {
-		t.Fatalf("unexpected error: %v", err)
+	reverse_proxy %s`, corp.SetID, up.addr()))
+	loadCaddyfile(t, cfg)
+	valid := xfccValue(corp.Case(t, "valid").Chain)
+	r := newClient(t, srv, nil, proxyIP).mustGet(t, "/", "X-Test-Id: two", "X-Forwarded-Client-Cert: "+valid+","+valid)
+	if r.status != http.StatusOK {
+		t.Fatalf("detection: %d %q, want 200", r.status, r.body)
 	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d certificates, want %d", len(got), len(want))
+	h, _ := up.headers("two")
+	if v := h.Values("X-Forwarded-Client-Cert"); len(v) != 0 {
+		t.Errorf("the refused header reached the upstream: %d bytes", len(v[0]))
 	}
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("certificate %d differs", i)
-		}
+	if got := h.Get(fusion.HeaderReason); got != string(threat.ReasonSpoofedCertHeader) {
+		t.Errorf("upstream reason %q, want SPOOFED_CERT_HEADER", got)
+	}
+	evs := waitEvents(t, sink, 1)
+	if evs[0].ReasonCode != threat.ReasonSpoofedCertHeader || !strings.Contains(fmt.Sprint(evs[0].ReasonData["error"]), "2 XFCC elements") {
+		t.Fatalf("event %+v, want SPOOFED_CERT_HEADER naming the elements", evs[0])
 	}
 }

@@ -5,6 +5,9 @@
 //   - App `mcc` (global option `mcc { ... }`): the fusion sets (a fusion set
 //     file and/or inline `fusion_set <id> { ... }` blocks), the score store
 //     (`memory` or `redis <url>`) and the event sinks (`log`, `file <path>`).
+//     The store URL, fusion set file, node and sink paths may use Caddy's
+//     {env.NAME} and {file.PATH} placeholders, expanded at provisioning, so
+//     a password never sits in the config Caddy serves on /config.
 //     The engine, store and pipeline survive config reloads; the files the
 //     sets reference (CA bundles, revocation lists, CRLs) are polled and a
 //     change applies without a reload.
@@ -21,13 +24,23 @@
 //     log_append with the placeholders, under other names than mcc_* (a
 //     request with a finding would carry the key twice):
 //     `log_append app_id {http.mcc.app_id}`.
+//     The client address it scores and reports is the right-most
+//     X-Forwarded-For address that is not one of the server's
+//     trusted_proxies, walking from the peer (package adapter, the rule
+//     Envoy's ext_authz uses too), with or without trusted_proxies_strict;
+//     it replaces {client_ip} for the handlers after it.
+//     `cert_header <name> [xfcc|pem] { max_size <size>; allow_multiple_elements }`
+//     reads the certificate from a trusted proxy's header: one line, at most
+//     max_size (64 KiB), one XFCC element unless allowed (then the
+//     right-most); anything else is SPOOFED_CERT_HEADER or CERT_MALFORMED.
 //   - Verifier `tls.client_auth.verifier.fusion_set` (`verifier fusion_set
 //     <id>` in client_auth): hard rejects during the TLS handshake.
 //
 // Metrics, in Caddy's /metrics: caddy_mcc_decisions_total{fusion_set,action,
 // reason}, caddy_mcc_cache_hits_total, caddy_mcc_cache_misses_total,
-// caddy_mcc_events_total{sink,result}, caddy_mcc_fail_safe_bans_total and
-// caddy_mcc_store_errors_total.
+// caddy_mcc_events_total{sink,result}, caddy_mcc_fail_safe_bans_total,
+// caddy_mcc_store_errors_total, caddy_mcc_config_reloads_total{trigger,
+// result} and caddy_mcc_config_last_reload_successful.
 //
 // A typical Caddyfile:
 //

@@ -1,6 +1,7 @@
 package caddymod
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mccgate/mcc/adapter"
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/threat"
 )
@@ -48,6 +50,16 @@ type Handler struct {
 	// CertHeaderFormat is "xfcc" (Envoy's x-forwarded-client-cert, default)
 	// or "pem" (URL-encoded or plain PEM).
 	CertHeaderFormat string `json:"cert_header_format,omitempty"`
+	// CertHeaderMaxSize caps the certificate header before it is parsed;
+	// a longer one is CERT_MALFORMED. Default 64 KiB
+	// (adapter.DefaultMaxCertHeaderBytes), at most 1 MiB.
+	CertHeaderMaxSize int `json:"cert_header_max_size,omitempty"`
+	// CertHeaderAllowMultipleElements accepts an XFCC value with several
+	// elements (a chain of proxies in APPEND_FORWARD mode) and reads the
+	// right-most one, the element the nearest (trusted) proxy added.
+	// Without it, more than one element is SPOOFED_CERT_HEADER, and so is,
+	// always, more than one line of the header.
+	CertHeaderAllowMultipleElements bool `json:"cert_header_allow_multiple_elements,omitempty"`
 
 	state    *sharedState
 	counters *setCounters
@@ -79,6 +91,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	default:
 		return fmt.Errorf("fusion_set %s: unknown cert header format %q (want xfcc or pem)", h.FusionSet, h.CertHeaderFormat)
+	}
+	if h.CertHeaderMaxSize < 0 || h.CertHeaderMaxSize > maxCertHeaderLimit {
+		return fmt.Errorf("fusion_set %s: cert_header max_size must be between 1 and %d bytes, got %d", h.FusionSet, maxCertHeaderLimit, h.CertHeaderMaxSize)
+	}
+	if h.CertHeader == "" && (h.CertHeaderMaxSize != 0 || h.CertHeaderAllowMultipleElements) {
+		return fmt.Errorf("fusion_set %s: cert header options without cert_header", h.FusionSet)
+	}
+	if h.CertHeaderAllowMultipleElements && h.CertHeaderFormat != CertHeaderXFCC {
+		return fmt.Errorf("fusion_set %s: allow_multiple_elements is for the xfcc format only", h.FusionSet)
 	}
 	if h.CertHeader != "" {
 		h.CertHeader = http.CanonicalHeaderKey(h.CertHeader)
@@ -135,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Gateway: threat.GatewayCaddy,
 		Node:    h.state.node,
 	}
-	req.ClientIP, _ = vars[caddyhttp.ClientIPVarKey].(string)
+	req.ClientIP = clientIP(r, vars)
 	var chain *rawChain
 	if r.TLS != nil {
 		req.SNI = r.TLS.ServerName
@@ -203,7 +224,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // applyCertHeader takes the client certificate from the configured header
 // when a trusted proxy sent it, and otherwise removes the header and marks
-// the request as spoofing it.
+// the request as spoofing it. A header the rules refuse (more than one line,
+// more than one XFCC element unless allowed, too long, unreadable) is
+// removed too, so that the upstream never acts on it, and the request is
+// judged on the refusal's reason with no certificate.
 func (h *Handler) applyCertHeader(r *http.Request, vars map[string]any, req *fusion.Request) {
 	vals := r.Header.Values(h.CertHeader)
 	if len(vals) == 0 {
@@ -216,18 +240,27 @@ func (h *Handler) applyCertHeader(r *http.Request, vars map[string]any, req *fus
 		req.ReasonData = map[string]any{"header": h.CertHeader}
 		return
 	}
+	opts := adapter.CertHeaderOptions{MaxBytes: h.CertHeaderMaxSize, AllowMultipleElements: h.CertHeaderAllowMultipleElements}
 	var (
 		chain [][]byte
 		err   error
 	)
 	if h.CertHeaderFormat == CertHeaderPEM {
-		chain, err = parsePEMHeader(vals)
+		chain, err = adapter.ParsePEMHeader(vals, opts)
 	} else {
-		chain, err = parseXFCC(vals)
+		chain, err = adapter.ParseXFCC(vals, opts)
 	}
 	if err != nil {
+		r.Header.Del(h.CertHeader)
 		req.Reason = threat.ReasonCertMalformed
+		var ce *adapter.CertHeaderError
+		if errors.As(err, &ce) {
+			req.Reason = ce.Reason
+		}
 		req.ReasonData = map[string]any{"header": h.CertHeader, "error": err.Error()}
+		// Whatever the connection itself carried belongs to the proxy.
+		req.PeerCertificates = nil
+		req.VerifiedChains = nil
 		return
 	}
 	// The proxy's own connection (and any chain Go verified for it) says

@@ -102,11 +102,11 @@ func (c *clock) set(f func() time.Time) {
 // that a's config names, creating them when no running config has them yet.
 // loaded reports whether the engine already existed (a reload).
 func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, loaded bool, err error) {
-	storeKey, err := storeKeyOf(a.Store)
+	storeKey, err := storeKeyOf(a.res.store)
 	if err != nil {
 		return nil, keys, false, err
 	}
-	sinks := a.Sinks
+	sinks := a.res.sinks
 	if len(sinks) == 0 {
 		sinks = []SinkConfig{{Type: "log"}}
 	}
@@ -121,10 +121,10 @@ func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, l
 		store: storeKey,
 		sinks: "sinks:" + string(sinksJSON),
 	}
-	keys.engine = "engine:" + keys.store + "|" + keys.sinks + "|node:" + a.Node
+	keys.engine = "engine:" + keys.store + "|" + keys.sinks + "|node:" + a.res.node
 
 	sv, _, err := storePool.LoadOrNew(keys.store, func() (caddy.Destructor, error) {
-		return newStoreEntry(a.Store, a.logger)
+		return newStoreEntry(a.res.store, a.logger)
 	})
 	if err != nil {
 		return nil, keys, false, fmt.Errorf("store: %w", err)
@@ -147,7 +147,7 @@ func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, l
 			Clock:    se.clock.Now,
 			Logger:   a.logger.Named("engine"),
 			Gateway:  threat.GatewayCaddy,
-			Node:     a.Node,
+			Node:     a.res.node,
 		})
 		if err != nil {
 			return nil, err
@@ -157,7 +157,7 @@ func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, l
 			store:    se,
 			pipeline: pe.pipeline,
 			metrics:  newAppMetrics(eng, se.store, pe.pipeline),
-			node:     a.Node,
+			node:     a.res.node,
 		}, nil
 	})
 	if err != nil {

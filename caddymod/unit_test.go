@@ -121,6 +121,11 @@ func unitHandler(t *testing.T, logger *zap.Logger) (*Handler, *x509.Certificate)
 	// A node name of its own keeps this engine apart from the one a Caddy
 	// config of another test may still be running.
 	app := &App{FusionSetsFile: corp.SetFile, Sinks: []SinkConfig{{Type: "log"}}, Node: "unit-" + t.Name(), logger: zap.NewNop()}
+	res, err := app.resolve(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.res = res
 	cfg, err := app.buildConfig()
 	if err != nil {
 		t.Fatal(err)

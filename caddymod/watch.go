@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/fusion"
 )
 
 // The app polls its files itself rather than through Engine.Watch, because
@@ -55,12 +57,16 @@ func (a *App) watch(ctx context.Context) {
 	cfg, stamps := a.cfg, a.stamps
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// Warns once per state change as a CRL nears or passes its NextUpdate.
+	crls := fusion.NewCRLMonitor(a.logger)
+	crls.Check(cfg, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		crls.Check(cfg, time.Now())
 		now := stampFiles(cfg.WatchedFiles())
 		if sameStamps(stamps, now) {
 			continue
@@ -71,6 +77,7 @@ func (a *App) watch(ctx context.Context) {
 		next, err := a.buildConfig()
 		if err != nil {
 			a.state.reloadFailures.Add(1)
+			configLoadFailed(triggerWatch)
 			a.logger.Error("fusion set files changed but are invalid; keeping the last good configuration",
 				zap.Error(err))
 			continue
@@ -82,6 +89,7 @@ func (a *App) watch(ctx context.Context) {
 		}
 		a.state.engine.Update(next)
 		a.state.reloads.Add(1)
+		configLoaded(triggerWatch)
 		cfg = next
 		// Files the new configuration added get their first stamp now;
 		// the others keep the stamp taken before the rebuild read them.

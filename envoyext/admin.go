@@ -1,16 +1,27 @@
 package envoyext
 
 import (
-	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/internal/secure"
 )
 
-// AdminHandler serves /healthz and /metrics. When metricsToken is not empty,
-// /metrics requires "Authorization: Bearer <token>"; /healthz stays open for
-// probes and tells nothing but "ok".
-func (s *Service) AdminHandler(metricsToken string) http.Handler {
+// AdminHandler serves the admin port:
+//
+//	/healthz  200 "ok" (never needs the token: load balancers probe it)
+//	/metrics  Prometheus text format
+//	/status   JSON Status (config version, last reload and its error, store,
+//	          sinks, access-log streams, certificate cache)
+//
+// When token is not empty, /metrics and /status want
+// "Authorization: Bearer <token>", checked in constant time by the check
+// every mcc admin endpoint shares (secure.BearerToken), which leaks neither
+// the token nor its length.
+func (s *Service) AdminHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
@@ -20,15 +31,14 @@ func (s *Service) AdminHandler(metricsToken string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
-	want := []byte("Bearer " + metricsToken)
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		if metricsToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mcc metrics"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
+	mux.Handle("GET /metrics", secure.BearerToken(token, "mcc authz admin", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	mux.Handle("GET /status", secure.BearerToken(token, "mcc authz admin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(s.Status()); err != nil {
+			s.log.Debug("writing status", zap.Error(err))
 		}
-		metrics.ServeHTTP(w, r)
-	})
+	})))
 	return mux
 }

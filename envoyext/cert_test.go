@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/adapter"
 	"github.com/mccgate/mcc/envoyext/envoytest"
+	"github.com/mccgate/mcc/threat"
 )
 
 func selfSigned(t *testing.T) []byte {
@@ -88,30 +90,59 @@ func TestDecodePeerCertificateRejectsWhatEnvoyNeverWrites(t *testing.T) {
 	}
 }
 
+// The XFCC chain is read by the shared adapter rule: one element (unless
+// allowed, then the right-most), a size cap, a per-certificate cap, and a
+// chain that must start with the leaf Envoy reported.
 func TestXFCCChain(t *testing.T) {
 	leaf, inter := selfSigned(t), selfSigned(t)
+	s := &Service{limits: limits{maxXFCCBytes: DefaultMaxXFCCBytes, maxCertificateBytes: DefaultMaxCertificateBytes}}
 	h := envoytest.XFCC([][]byte{leaf, inter})
-	chain, ok := xfccChain(h, leaf)
-	if !ok || len(chain) != 2 || !bytes.Equal(chain[0], leaf) || !bytes.Equal(chain[1], inter) {
-		t.Fatalf("chain not read back: ok=%v len=%d", ok, len(chain))
+	chain, err := s.xfccChain([]string{h}, leaf)
+	if err != nil || len(chain) != 2 || !bytes.Equal(chain[0], leaf) || !bytes.Equal(chain[1], inter) {
+		t.Fatalf("chain not read back: err=%v len=%d", err, len(chain))
 	}
-	// Envoy appends its element last (APPEND_FORWARD); a Subject with
-	// commas inside quotes must not split the element.
 	other := envoytest.XFCC([][]byte{inter})
-	if chain, ok := xfccChain(`By=spiffe://x;Subject="CN=a,O=b";`+other+","+h, leaf); !ok || len(chain) != 2 {
-		t.Fatalf("last element not found: ok=%v", ok)
-	}
-	for name, bad := range map[string]string{
-		"other leaf":       envoytest.XFCC([][]byte{inter, leaf}),
-		"no chain":         `Hash=abc;Cert="x"`,
-		"earlier element":  h + "," + other,
-		"foreign escape":   strings.Replace(h, "Chain=\"-----BEGIN%20", "Chain=\"-----BEGIN%41", 1),
-		"empty":            "",
-		"unbalanced quote": `Chain="` + strings.TrimPrefix(h, "Hash="),
-	} {
-		if _, ok := xfccChain(bad, leaf); ok {
-			t.Errorf("%s: accepted", name)
+	multi := `By=spiffe://x;Subject="CN=a,O=b";` + other + "," + h
+	refused := func(name string, err error, want threat.Reason) {
+		t.Helper()
+		var ce *adapter.CertHeaderError
+		if !errors.As(err, &ce) || ce.Reason != want {
+			t.Errorf("%s: got %v, want a refusal with %s", name, err, want)
 		}
+	}
+	// Envoy in SANITIZE_SET mode writes one element: two are refused.
+	_, err = s.xfccChain([]string{multi}, leaf)
+	refused("two elements", err, threat.ReasonSpoofedCertHeader)
+	_, err = s.xfccChain([]string{other, h}, leaf)
+	refused("two header lines", err, threat.ReasonSpoofedCertHeader)
+	// Allowed by the operator: the right-most element, Envoy's own; a
+	// Subject with commas inside quotes does not split an element.
+	multiOK := &Service{limits: s.limits}
+	multiOK.limits.xfccMultipleElements = true
+	if chain, err := multiOK.xfccChain([]string{multi}, leaf); err != nil || len(chain) != 2 {
+		t.Fatalf("right-most element not used: %v", err)
+	}
+	if _, err := multiOK.xfccChain([]string{h + "," + other}, leaf); !errors.Is(err, errNoXFCCChain) {
+		t.Errorf("an earlier element must not be read: %v", err)
+	}
+	// Not this connection's chain, or no chain at all: the leaf alone.
+	for name, v := range map[string]string{
+		"other leaf": envoytest.XFCC([][]byte{inter, leaf}),
+		"no chain":   `Hash=abc;Cert="x"`,
+	} {
+		if _, err := s.xfccChain([]string{v}, leaf); !errors.Is(err, errNoXFCCChain) {
+			t.Errorf("%s: got %v, want errNoXFCCChain", name, err)
+		}
+	}
+	for name, v := range map[string]string{
+		"bad escape":       strings.Replace(h, `Chain="-----BEGIN%20`, `Chain="-----BEGIN%ZZ`, 1),
+		"empty":            "",
+		"unbalanced quote": h + `;X="open`,
+		"too long":         h + ";X=\"" + strings.Repeat("a", DefaultMaxXFCCBytes) + "\"",
+		"huge certificate": envoytest.XFCC([][]byte{leaf, bytes.Repeat([]byte{0x30}, DefaultMaxCertificateBytes+1)}),
+	} {
+		_, err := s.xfccChain([]string{v}, leaf)
+		refused(name, err, threat.ReasonCertMalformed)
 	}
 }
 

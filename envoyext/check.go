@@ -2,6 +2,8 @@ package envoyext
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/mccgate/mcc/adapter"
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/threat"
 )
@@ -54,27 +57,32 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 
 // Check evaluates one request. It never fails the RPC: every problem with the
 // request is a decision (a deny for a missing or unknown fusion set), because
-// an RPC error would hand the choice to Envoy's failure_mode_allow.
+// an RPC error would hand the choice to Envoy's failure_mode_allow. Only a
+// caller that is not Envoy (the peer check in Serve) or a message over the
+// size limit gets an RPC error, before Check runs; mcc xds configures
+// failure_mode_allow off, so Envoy denies those requests.
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) *authv3.CheckResponse {
 	start := time.Now()
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	setID := attrs.GetContextExtensions()[ContextKeyFusionSet]
 
+	// Every string copied into the request ends up in events and log
+	// lines: each is cut to a documented length (limits.go).
 	r := &fusion.Request{
-		SNI:       attrs.GetTlsSession().GetSni(),
-		Host:      httpReq.GetHost(),
-		Method:    httpReq.GetMethod(),
-		Path:      requestPath(httpReq.GetPath()),
-		RequestID: headerValue(httpReq, "x-request-id"),
+		SNI:       clip(attrs.GetTlsSession().GetSni(), maxStringLen),
+		Host:      clip(httpReq.GetHost(), maxStringLen),
+		Method:    clip(httpReq.GetMethod(), maxNameLen),
+		Path:      clip(requestPath(httpReq.GetPath()), maxPathLen),
+		RequestID: clip(headerValue(httpReq, "x-request-id"), maxStringLen),
 		Gateway:   threat.GatewayEnvoy,
 		Node:      s.node,
 	}
 	if r.RequestID == "" {
-		r.RequestID = httpReq.GetId()
+		r.RequestID = clip(httpReq.GetId(), maxStringLen)
 	}
 	source := socketIP(attrs.GetSource().GetAddress())
-	r.ClientIP = s.proxies.clientIP(source, headerValue(httpReq, "x-forwarded-for"))
+	r.ClientIP = clip(s.proxies.clientIP(source, headerValue(httpReq, "x-forwarded-for")), maxStringLen)
 	if hs := s.deviceHeaders(setID); len(hs) > 0 {
 		r.Header = make(http.Header, len(hs))
 		for _, h := range hs {
@@ -84,23 +92,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) *authv3.C
 		}
 	}
 	if pemCert := attrs.GetSource().GetCertificate(); pemCert != "" {
-		xfcc := headerValue(httpReq, HeaderXFCC)
-		if chain, ok := s.certs.get(pemCert, xfcc); ok {
-			r.PeerCertificates = chain
-		} else if der, err := decodePeerCertificate(pemCert); err != nil {
-			// Not what Envoy's encoder writes: report it as a malformed
-			// certificate (scored, and blocked or reported per the set's
-			// mode) rather than guessing what was meant.
-			r.Reason = threat.ReasonCertMalformed
-			r.ReasonData = map[string]any{"error": err.Error(), "field": "attributes.source.certificate"}
-		} else {
-			chain, ok := xfccChain(xfcc, der)
-			if !ok {
-				chain = [][]byte{der}
-			}
-			s.certs.put(pemCert, xfcc, chain)
-			r.PeerCertificates = chain
-		}
+		s.peerChain(r, pemCert, headerValues(httpReq, HeaderXFCC))
 	}
 
 	d := s.engine.Evaluate(ctx, setID, r)
@@ -116,6 +108,59 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) *authv3.C
 		s.logDecision(setID, &d, r)
 	}
 	return resp
+}
+
+// peerChain fills r.PeerCertificates from the leaf Envoy reported and, when
+// Envoy forwarded it, the XFCC chain; or sets r.Reason when they are refused.
+// Sizes are checked before anything is decoded, hashed or cached.
+func (s *Service) peerChain(r *fusion.Request, pemCert string, xfcc []string) {
+	if len(pemCert) > s.limits.maxCertificateBytes {
+		r.Reason = threat.ReasonCertMalformed
+		r.ReasonData = map[string]any{"error": fmt.Sprintf("peer certificate is %d bytes, more than the %d allowed", len(pemCert), s.limits.maxCertificateBytes),
+			"field": "attributes.source.certificate"}
+		return
+	}
+	xfccBytes := 0
+	for _, v := range xfcc {
+		xfccBytes += len(v)
+	}
+	if xfccBytes > s.limits.maxXFCCBytes {
+		r.Reason = threat.ReasonCertMalformed
+		r.ReasonData = map[string]any{"error": fmt.Sprintf("x-forwarded-client-cert is %d bytes, more than the %d allowed", xfccBytes, s.limits.maxXFCCBytes),
+			"field": HeaderXFCC}
+		return
+	}
+	key := certCacheKey(pemCert, xfcc)
+	if chain, ok := s.certs.get(key); ok {
+		r.PeerCertificates = chain
+		return
+	}
+	der, err := decodePeerCertificate(pemCert)
+	if err != nil {
+		// Not what Envoy's encoder writes: report it as a malformed
+		// certificate (scored, and blocked or reported per the set's
+		// mode) rather than guessing what was meant.
+		r.Reason = threat.ReasonCertMalformed
+		r.ReasonData = map[string]any{"error": err.Error(), "field": "attributes.source.certificate"}
+		return
+	}
+	chain := [][]byte{der}
+	if len(xfcc) > 0 {
+		c, err := s.xfccChain(xfcc, der)
+		var refused *adapter.CertHeaderError
+		switch {
+		case err == nil:
+			chain = c
+		case errors.As(err, &refused):
+			// A header Envoy (SANITIZE_SET) could not have written: refuse
+			// it with the shared rule's reason, and do not cache it.
+			r.Reason = refused.Reason
+			r.ReasonData = map[string]any{"error": clip(refused.Error(), maxFailureLen), "field": HeaderXFCC}
+			return
+		}
+	}
+	s.certs.put(key, chain)
+	r.PeerCertificates = chain
 }
 
 // respond turns a decision into Envoy's answer.
@@ -203,7 +248,7 @@ func externalID(d *fusion.Decision) string {
 
 func (s *Service) logDecision(setID string, d *fusion.Decision, r *fusion.Request) {
 	fields := []zap.Field{
-		zap.String("fusion_set", setID),
+		zap.String("fusion_set", clip(setID, maxNameLen)),
 		zap.String("reason", string(d.Reason)),
 		zap.String("action", d.Action.String()),
 		zap.String("client_ip", r.ClientIP),
@@ -242,6 +287,30 @@ func headerValue(h *authv3.AttributeContext_HttpRequest, lower string) string {
 		}
 	}
 	return ""
+}
+
+// headerValues returns every value of a request header: the one
+// comma-joined value of the headers map, or each line of header_map.
+func headerValues(h *authv3.AttributeContext_HttpRequest, lower string) []string {
+	if h == nil {
+		return nil
+	}
+	if v, ok := h.Headers[lower]; ok {
+		return []string{v}
+	}
+	var out []string
+	if len(h.Headers) == 0 && h.HeaderMap != nil {
+		for _, hv := range h.HeaderMap.Headers {
+			if hv.Key == lower {
+				if hv.Value != "" {
+					out = append(out, hv.Value)
+				} else {
+					out = append(out, string(hv.RawValue))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // socketIP returns the IP of an Envoy socket address ("" for pipes and

@@ -2,6 +2,9 @@ package envoyext
 
 import "testing"
 
+// TestClientIP: envoyext applies the shared rule (adapter.ClientIP, tested
+// in full there) to Envoy's source address and the x-forwarded-for value
+// ext_authz receives.
 func TestClientIP(t *testing.T) {
 	ps, err := ParseTrustedProxies("10.0.0.0/8, 192.0.2.7 ,2001:db8::/32")
 	if err != nil {
@@ -20,6 +23,8 @@ func TestClientIP(t *testing.T) {
 		{"ipv6 hop", "2001:db8::1", "2001:db8::2, 2001:db9::5", "2001:db9::5"},
 		{"garbage stops the walk", "10.1.2.3", "203.0.113.9, junk, 10.0.0.6", "10.0.0.6"},
 		{"mapped v4 source", "::ffff:10.1.2.3", "203.0.113.9", "203.0.113.9"},
+		{"mapped v4 untrusted source", "::ffff:198.51.100.1", "203.0.113.9", "198.51.100.1"},
+		{"source not an IP", "", "203.0.113.9", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -45,4 +45,23 @@
 // not scored. So is a failure whose downstream address is a trusted proxy
 // (fusion_set="_trusted_proxy"): it cannot be pinned on a client, and
 // scoring it would ban the proxy.
+//
+// # Who may call, and what a caller can cost
+//
+// Check and the access-log service decide bans, so the gRPC listeners
+// trust only Envoy: with ServeOptions.Creds (mcc authz --tls-cert, --tls-key,
+// --client-ca) a caller needs a client certificate the control CA signed,
+// and with CheckPeers / AccessLogPeers (--peer, --access-log-peer) one whose
+// identity is listed; anyone else gets PERMISSION_DENIED before a handler
+// runs. ServeOptions.AccessLog (--access-log-listen) serves the access-log
+// service on its own address, and Check only on the main one.
+//
+// Whatever a caller sends is bounded before it is parsed, cached or
+// written: gRPC messages (DefaultMaxRecvMsgSize), x-forwarded-client-cert
+// (DefaultMaxXFCCBytes, one element unless allowed), each certificate
+// (DefaultMaxCertificateBytes), the certificate cache (DefaultCertCacheBytes,
+// keyed by a hash), every string copied into events and logs (limits.go),
+// and handshake failures per access-log stream (a token bucket,
+// DefaultHandshakeFailureRate and DefaultHandshakeFailureBurst; drops are
+// counted in mcc_authz_handshake_failures_dropped_total).
 package envoyext

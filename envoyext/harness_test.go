@@ -76,7 +76,7 @@ func startHarness(t *testing.T, cfg *fusion.Config, mod func(*Options)) *harness
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- h.svc.Serve(ctx, ServeOptions{GRPC: grpcLis, Admin: adminLis, MetricsToken: testMetricsToken, ShutdownGrace: 2 * time.Second})
+		done <- h.svc.Serve(ctx, ServeOptions{GRPC: grpcLis, Admin: adminLis, AdminToken: testMetricsToken, ShutdownGrace: 2 * time.Second})
 	}()
 	cc, err := grpc.NewClient("passthrough:///"+grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

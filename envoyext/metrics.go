@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/fusion/crlmetrics"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -27,6 +28,8 @@ type metrics struct {
 	accessLogTCP      prometheus.Counter
 	accessLogHTTP     prometheus.Counter
 	handshakeFailures *prometheus.CounterVec
+	handshakeDropped  prometheus.Counter
+	peerRefused       *prometheus.CounterVec
 	reloads           *prometheus.CounterVec
 
 	// decisionCounters caches the decisions child per label tuple:
@@ -59,6 +62,14 @@ func newMetrics(reg *prometheus.Registry, s *Service) *metrics {
 			Namespace: "mcc", Subsystem: "authz", Name: "handshake_failures_total",
 			Help: "Downstream TLS handshake failures reported by the access log, by fusion set.",
 		}, []string{"fusion_set"}),
+		handshakeDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mcc", Subsystem: "authz", Name: "handshake_failures_dropped_total",
+			Help: "Handshake failures over an access-log stream's rate limit: counted, not scored, no event.",
+		}),
+		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcc", Subsystem: "authz", Name: "peer_refused_total",
+			Help: "gRPC calls refused because the caller's client certificate is not an allowed peer, by service (check, access_log).",
+		}, []string{"service"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcc", Subsystem: "authz", Name: "config_reloads_total",
 			Help: "Fusion set file reloads by result (success, failure).",
@@ -66,7 +77,7 @@ func newMetrics(reg *prometheus.Registry, s *Service) *metrics {
 	}
 	m.accessLogTCP = m.accessLogEntries.WithLabelValues("tcp")
 	m.accessLogHTTP = m.accessLogEntries.WithLabelValues("http")
-	reg.MustRegister(m.decisions, m.checkDuration, m.accessLogEntries, m.handshakeFailures, m.reloads)
+	reg.MustRegister(m.decisions, m.checkDuration, m.accessLogEntries, m.handshakeFailures, m.handshakeDropped, m.peerRefused, m.reloads)
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "mcc", Subsystem: "authz", Name: "verdict_cache_hits_total",
@@ -76,7 +87,18 @@ func newMetrics(reg *prometheus.Registry, s *Service) *metrics {
 			Namespace: "mcc", Subsystem: "authz", Name: "verdict_cache_misses_total",
 			Help: "Certificate verdicts computed (cache misses).",
 		}, func() float64 { return float64(s.engine.Stats().CacheMisses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mcc", Subsystem: "authz", Name: "cert_cache_bytes",
+			Help: "Bytes held by the decoded-certificate cache (bounded by its budget).",
+		}, func() float64 { _, b := s.certs.stats(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mcc", Subsystem: "authz", Name: "cert_cache_entries",
+			Help: "Entries in the decoded-certificate cache.",
+		}, func() float64 { n, _ := s.certs.stats(); return float64(n) }),
 	)
+	// CRL freshness: mcc_authz_crl_next_update_seconds and _crl_status,
+	// computed at scrape time from the configuration in force.
+	reg.MustRegister(crlmetrics.New("mcc", "authz", s.engine.Config, nil))
 	if s.pipeline != nil {
 		reg.MustRegister(&pipelineCollector{p: s.pipeline})
 	}

@@ -35,6 +35,10 @@ type Options struct {
 	// Store holds scores and bans. nil means an in-process memory store;
 	// pass a shared store (redis) so bans hold across gateways.
 	Store threat.Store
+	// StoreName is how /status names the store ("memory", or the Redis URL
+	// with its password removed). Empty means "memory" without a Store,
+	// "custom" with one.
+	StoreName string
 	// Pipeline receives events of sets whose threat_events is on. nil means
 	// events are built (and logged per decision) but sent nowhere.
 	Pipeline *threat.Pipeline
@@ -58,6 +62,60 @@ type Options struct {
 	Registry *prometheus.Registry
 	// CacheSize bounds the engine's verdict cache (engine default when 0).
 	CacheSize int
+
+	// MaxXFCCBytes caps x-forwarded-client-cert (DefaultMaxXFCCBytes when 0).
+	MaxXFCCBytes int
+	// XFCCAllowMultipleElements accepts an XFCC value with several elements
+	// and reads the right-most (Envoy's own) one. Off: more than one element
+	// is SPOOFED_CERT_HEADER, since mcc xds configures SANITIZE_SET, which
+	// writes exactly one.
+	XFCCAllowMultipleElements bool
+	// MaxCertificateBytes caps the peer certificate and each XFCC chain
+	// certificate (DefaultMaxCertificateBytes when 0).
+	MaxCertificateBytes int
+	// CertCacheBytes bounds the decoded-certificate cache
+	// (DefaultCertCacheBytes when 0).
+	CertCacheBytes int64
+	// HandshakeFailureRate and HandshakeFailureBurst are each access-log
+	// stream's token bucket for handshake failures (the defaults when 0).
+	HandshakeFailureRate  float64
+	HandshakeFailureBurst int
+}
+
+// limits are Options' limits with their defaults filled in.
+type limits struct {
+	maxXFCCBytes         int
+	xfccMultipleElements bool
+	maxCertificateBytes  int
+	handshakeRate        float64
+	handshakeBurst       int
+}
+
+func (o *Options) limits() (limits, error) {
+	l := limits{
+		maxXFCCBytes:         o.MaxXFCCBytes,
+		xfccMultipleElements: o.XFCCAllowMultipleElements,
+		maxCertificateBytes:  o.MaxCertificateBytes,
+		handshakeRate:        o.HandshakeFailureRate,
+		handshakeBurst:       o.HandshakeFailureBurst,
+	}
+	switch {
+	case l.maxXFCCBytes < 0, l.maxCertificateBytes < 0, o.CertCacheBytes < 0, l.handshakeRate < 0, l.handshakeBurst < 0:
+		return l, errors.New("envoyext: limits must not be negative")
+	}
+	if l.maxXFCCBytes == 0 {
+		l.maxXFCCBytes = DefaultMaxXFCCBytes
+	}
+	if l.maxCertificateBytes == 0 {
+		l.maxCertificateBytes = DefaultMaxCertificateBytes
+	}
+	if l.handshakeRate == 0 {
+		l.handshakeRate = DefaultHandshakeFailureRate
+	}
+	if l.handshakeBurst == 0 {
+		l.handshakeBurst = DefaultHandshakeFailureBurst
+	}
+	return l, nil
 }
 
 // Service is the ext_authz Authorization server and the AccessLogService.
@@ -73,11 +131,22 @@ type Service struct {
 	handshake   handshakeRouter
 	registry    *prometheus.Registry
 	metrics     *metrics
+	limits      limits
+	clock       func() time.Time
+	storeName   string
+
+	// status is what /status reports about reloads; see status.go.
+	status configStatus
+	// alsStreams counts open access-log streams.
+	alsStreams atomic.Int64
+	// handshakeDropped counts handshake failures over the per-stream rate.
+	handshakeDropped atomic.Uint64
 
 	// headers is the device-header index for the engine's current config.
 	headers atomic.Pointer[headerIndex]
-	// certs caches decoded peer certificates by their encoded strings.
-	certs certCache
+	// certs caches decoded peer certificates by a hash of their encoded
+	// strings, within a byte budget.
+	certs *certCache
 	// gateway is the decoded gateway section for the current config.
 	gateway atomic.Pointer[gatewayRoutes]
 	ready   atomic.Bool
@@ -99,6 +168,14 @@ func New(o Options) (*Service, error) {
 	router, err := newHandshakeRouter(o.SNIRoutes, o.HandshakeFusionSet)
 	if err != nil {
 		return nil, err
+	}
+	lim, err := o.limits()
+	if err != nil {
+		return nil, err
+	}
+	clock := time.Now
+	if o.Clock != nil {
+		clock = o.Clock
 	}
 	engine, err := fusion.NewEngine(o.Config, fusion.Options{
 		Store:     o.Store,
@@ -125,7 +202,15 @@ func New(o Options) (*Service, error) {
 		proxies:   proxySet(o.TrustedProxies),
 		handshake: router,
 		registry:  reg,
+		limits:    lim,
+		clock:     clock,
+		certs:     newCertCache(o.CertCacheBytes),
+		storeName: o.StoreName,
 	}
+	if s.storeName == "" && o.Store != nil {
+		s.storeName = "custom"
+	}
+	s.status.loaded(o.Config, clock())
 	s.metrics = newMetrics(reg, s)
 	s.ready.Store(true)
 	return s, nil

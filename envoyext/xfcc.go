@@ -2,8 +2,11 @@ package envoyext
 
 import (
 	"bytes"
-	"encoding/pem"
-	"strings"
+	"errors"
+	"fmt"
+
+	"github.com/mccgate/mcc/adapter"
+	"github.com/mccgate/mcc/threat"
 )
 
 // HeaderXFCC is the x-forwarded-client-cert header. The control plane has
@@ -11,104 +14,62 @@ import (
 // SANITIZE_SET), which replaces anything the client sent.
 const HeaderXFCC = "x-forwarded-client-cert"
 
-// maxXFCCChain caps how many certificates are read from an XFCC Chain value;
+// maxXFCCChain caps how many certificates are kept from an XFCC Chain value;
 // the engine's max_chain_depth check needs only to see that there are more.
 const maxXFCCChain = 16
 
-// xfccChain returns the peer chain from the XFCC element Envoy appended for
-// this connection (the last one), when it carries a Chain whose first
+// errNoXFCCChain means the XFCC header holds nothing usable for this
+// connection (no Cert or Chain, or a chain that does not start with the
+// leaf Envoy reported): the leaf alone is used, nothing is refused.
+var errNoXFCCChain = errors.New("no usable chain in x-forwarded-client-cert")
+
+// xfccChain returns the peer chain from the x-forwarded-client-cert header
+// Envoy set for this connection, when it carries a Chain whose first
 // certificate is leaf. ext_authz itself only ever sends the leaf
 // (attributes.source.certificate), so without Chain a certificate issued by
 // an intermediate needs the set's intermediates, and an over-long chain goes
 // unnoticed; with set_current_client_cert_details.chain the engine sees what
 // the client presented, as Caddy's does.
 //
+// The header is read by the rule both gateways share (adapter.SelectXFCC):
+// one header line no longer than the cap (DefaultMaxXFCCBytes), and one
+// element unless the operator allows several (then the right-most, the one
+// Envoy appended). Envoy in SANITIZE_SET mode writes exactly one element, so
+// a second one means someone else wrote part of the header. A refused
+// header is an *adapter.CertHeaderError whose Reason is the decision's.
+//
 // The leaf stays authoritative: a Chain that does not start with the leaf
-// Envoy reported is not this connection's and is ignored. The other
-// certificates are only path-building candidates, never trust anchors, so a
-// forged value could not make an untrusted leaf pass.
-func xfccChain(header string, leaf []byte) ([][]byte, bool) {
-	elem := lastXFCCElement(header)
-	v, ok := xfccValue(elem, "Chain")
-	if !ok || v == "" {
-		return nil, false
-	}
-	text, err := unescapeEnvoyPEM(v)
+// Envoy reported is not this connection's and is ignored (errNoXFCCChain).
+// The other certificates are only path-building candidates, never trust
+// anchors, so a forged value could not make an untrusted leaf pass.
+func (s *Service) xfccChain(values []string, leaf []byte) ([][]byte, error) {
+	elem, err := adapter.SelectXFCC(values, adapter.CertHeaderOptions{
+		MaxBytes:              s.limits.maxXFCCBytes,
+		AllowMultipleElements: s.limits.xfccMultipleElements,
+	})
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
-	var chain [][]byte
-	for len(text) > 0 && len(chain) <= maxXFCCChain {
-		var block *pem.Block
-		block, text = pem.Decode(text)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, false
-		}
-		chain = append(chain, block.Bytes)
+	if c, _ := elem.Get("Chain"); c == "" {
+		// Envoy was told not to forward the chain (only Hash, Subject, ...):
+		// nothing to read, nothing wrong.
+		return nil, errNoXFCCChain
 	}
-	if len(chain) == 0 || !bytes.Equal(chain[0], leaf) {
-		return nil, false
+	chain, err := adapter.XFCCCerts(elem)
+	if err != nil {
+		return nil, err
 	}
-	return chain, true
-}
-
-// lastXFCCElement returns the last comma-separated element of an XFCC
-// value, honouring double quotes (a Subject contains commas).
-func lastXFCCElement(h string) string {
-	start, quoted := 0, false
-	for i := 0; i < len(h); i++ {
-		switch h[i] {
-		case '\\':
-			if quoted {
-				i++
-			}
-		case '"':
-			quoted = !quoted
-		case ',':
-			if !quoted {
-				start = i + 1
-			}
+	for i, der := range chain {
+		if len(der) > s.limits.maxCertificateBytes {
+			return nil, &adapter.CertHeaderError{Reason: threat.ReasonCertMalformed,
+				Err: fmt.Errorf("x-forwarded-client-cert: certificate %d is %d bytes, more than the %d allowed", i+1, len(der), s.limits.maxCertificateBytes)}
 		}
 	}
-	return h[start:]
-}
-
-// xfccValue returns the value of key (case-insensitive) in one XFCC element
-// of semicolon-separated key=value pairs, without its quotes.
-func xfccValue(elem, key string) (string, bool) {
-	for len(elem) > 0 {
-		// One pair: up to the next semicolon outside quotes.
-		end, quoted := len(elem), false
-		for i := 0; i < len(elem); i++ {
-			if elem[i] == '\\' && quoted {
-				i++
-				continue
-			}
-			if elem[i] == '"' {
-				quoted = !quoted
-			} else if elem[i] == ';' && !quoted {
-				end = i
-				break
-			}
-		}
-		pair := strings.TrimSpace(elem[:end])
-		if end < len(elem) {
-			elem = elem[end+1:]
-		} else {
-			elem = ""
-		}
-		k, v, ok := strings.Cut(pair, "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), key) {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`)
-		}
-		return v, true
+	if !bytes.Equal(chain[0], leaf) {
+		return nil, errNoXFCCChain
 	}
-	return "", false
+	if len(chain) > maxXFCCChain+1 {
+		chain = chain[:maxXFCCChain+1]
+	}
+	return chain, nil
 }

@@ -15,7 +15,7 @@ func TestVerdictCacheMergesAndReplaces(t *testing.T) {
 	c := newVerdictCache(1000)
 	verdicts := make([]*verdict, 100)
 	for i := range verdicts {
-		verdicts[i] = &verdict{certSHA: fmt.Sprint(i)}
+		verdicts[i] = &verdict{trusted: true, certSHA: fmt.Sprint(i)}
 		c.put(cacheKey(i), verdicts[i])
 		if got := c.get(cacheKey(i)); got != verdicts[i] {
 			t.Fatalf("entry %d right after put: %v", i, got)
@@ -39,13 +39,13 @@ func TestVerdictCacheMergesAndReplaces(t *testing.T) {
 	if n := c.len(); n != len(verdicts) {
 		t.Fatalf("len %d, want %d", n, len(verdicts))
 	}
-	fresh := &verdict{certSHA: "replaced"}
+	fresh := &verdict{trusted: true, certSHA: "replaced"}
 	c.put(cacheKey(7), fresh)
 	if got := c.get(cacheKey(7)); got != fresh {
 		t.Fatalf("replaced entry in the read map: %v", got)
 	}
 	c.put(cacheKey(500), verdicts[0])
-	newer := &verdict{certSHA: "newer"}
+	newer := &verdict{trusted: true, certSHA: "newer"}
 	c.put(cacheKey(500), newer)
 	if got := c.get(cacheKey(500)); got != newer {
 		t.Fatalf("replaced entry in the dirty map: %v", got)
@@ -65,7 +65,7 @@ func TestVerdictCacheBound(t *testing.T) {
 	const max = 10
 	c := newVerdictCache(max)
 	for i := range 200 {
-		c.put(cacheKey(i), &verdict{})
+		c.put(cacheKey(i), &verdict{trusted: true})
 		if n := c.len(); n > max || n == 0 {
 			t.Fatalf("after %d puts: %d entries, bound %d", i+1, n, max)
 		}
@@ -84,13 +84,13 @@ func TestVerdictCacheBound(t *testing.T) {
 		t.Fatalf("found %d entries, len %d, bound %d", found, c.len(), max)
 	}
 	for i := range 200 {
-		c.put(cacheKey(i), &verdict{})
+		c.put(cacheKey(i), &verdict{trusted: true})
 	}
 	if n := c.len(); n != max {
 		t.Fatalf("full cache: %d entries, want %d", n, max)
 	}
 	none := newVerdictCache(0)
-	none.put(cacheKey(1), &verdict{})
+	none.put(cacheKey(1), &verdict{trusted: true})
 	if none.get(cacheKey(1)) != nil || none.len() != 0 {
 		t.Fatal("a cache of size 0 keeps entries")
 	}
@@ -106,7 +106,7 @@ func TestVerdictCacheConcurrent(t *testing.T) {
 			for i := range 2000 {
 				k := cacheKey((i*7 + g) % 80)
 				if v := c.get(k); v == nil || i%5 == 0 {
-					c.put(k, &verdict{certSHA: string(k)})
+					c.put(k, &verdict{trusted: true, certSHA: string(k)})
 				} else if v.certSHA != string(k) {
 					t.Errorf("key %s: verdict of %s", k, v.certSHA)
 					return

@@ -107,8 +107,9 @@ func TestCacheDoesNotOutliveExpiry(t *testing.T) {
 	if d.Reason != threat.ReasonCertExpired || d.CacheHit {
 		t.Fatalf("after expiry: %+v", d)
 	}
-	// Expired is cached too, and stays expired.
-	if d := e.Evaluate(context.Background(), c.SetID, request(valid, "192.0.2.1")); d.Reason != threat.ReasonCertExpired || !d.CacheHit {
+	// Expired stays expired, and is not cached: an expired chain is never
+	// verified, and only chains that verify are cached.
+	if d := e.Evaluate(context.Background(), c.SetID, request(valid, "192.0.2.1")); d.Reason != threat.ReasonCertExpired || d.CacheHit {
 		t.Fatalf("expired, cached: %+v", d)
 	}
 	// Moving the clock back before NotBefore: not yet valid, not a stale hit.

@@ -13,15 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
 )
-
-// reSetID: set ids go into the identity URI SAN's host and into Envoy
-// resource names, so they are lowercase DNS labels.
-var reSetID = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// reAppID: app ids are the URI SAN's path, usually a bundle id.
-var reAppID = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$`)
 
 // reHeaderName is an HTTP header field name (RFC 9110 token).
 var reHeaderName = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
@@ -87,13 +81,14 @@ func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex) (
 	switch {
 	case sc.ID == "":
 		c.addf("id", "required: a lowercase DNS label such as \"bank-prod\"")
-	case !reSetID.MatchString(sc.ID):
+	case certid.CheckSetID(sc.ID) != nil:
+		// One rule with `mcc issue` (pki/certid owns the identity format).
 		c.addf("id", "invalid id %q: must be a lowercase DNS label (a-z, 0-9, '-', at most 63 characters, no leading or trailing '-'), since it goes into the identity URI SAN and Envoy resource names", sc.ID)
 	}
 	switch {
 	case sc.AppID == "":
 		c.addf("app_id", "required: the app identity, such as \"com.example.bank\"")
-	case !reAppID.MatchString(sc.AppID):
+	case certid.CheckAppID(sc.AppID) != nil:
 		c.addf("app_id", "invalid app id %q: use letters, digits, '.', '-' and '_' (it is the path of the identity URI SAN)", sc.AppID)
 	}
 	s.IdentityURI = IdentityURI(sc.ID, sc.AppID)
@@ -107,6 +102,7 @@ func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex) (
 	c.compileScoring(s, sc)
 	c.compileDevices(s, sc)
 	c.compileRevocation(s, sc, baseDir)
+	c.compileCache(s, sc)
 
 	if len(c.problems) > 0 {
 		return nil, c.problems
@@ -320,7 +316,10 @@ func (c *setCompiler) compileScoring(s *Set, sc SetConfig) {
 		return
 	}
 	fs := sc.FailSafe
-	if fs.Threshold <= 0 {
+	switch {
+	case fs.Threshold < 0 || fs.Threshold == 0 && c.has("fail_safe.threshold"):
+		c.addf("fail_safe.threshold", "must be a positive score (the running score at which the client is blocked), got %d", fs.Threshold)
+	case fs.Threshold == 0:
 		c.addf("fail_safe.threshold", "required: a positive score at which the client is blocked")
 	}
 	s.FailSafe = threat.Policy{Threshold: fs.Threshold, Window: fs.Window.Std(), BanFor: fs.Duration.Std()}
@@ -330,6 +329,7 @@ func (c *setCompiler) compileScoring(s *Set, sc SetConfig) {
 	if s.FailSafe.BanFor == 0 {
 		s.FailSafe.BanFor = DefaultFailSafeDuration
 	}
+	c.compileFailSafeSubjects(s, sc)
 }
 
 func (c *setCompiler) compileDevices(s *Set, sc SetConfig) {

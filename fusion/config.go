@@ -64,6 +64,16 @@ type SetConfig struct {
 	// DeviceHeaders maps device context keys (deviceID, osVersion, ...) to
 	// the request headers the app sends them in.
 	DeviceHeaders map[string]string `yaml:"device_headers,omitempty" json:"device_headers,omitempty"`
+
+	// Cache bounds the set's verdict cache (see cache.go).
+	Cache *CacheConfig `yaml:"cache,omitempty" json:"cache,omitempty"`
+}
+
+// CacheConfig bounds one set's verdict cache.
+type CacheConfig struct {
+	// MaxBytes is the byte budget ("16MiB", "512KiB" or a number of
+	// bytes; default 16MiB, 256KiB to 4GiB).
+	MaxBytes ByteSize `yaml:"max_bytes,omitempty" json:"max_bytes,omitempty"`
 }
 
 // CASource is a PEM bundle given as a file path (relative to the fusion set
@@ -104,4 +114,13 @@ type FailSafe struct {
 	Threshold int      `yaml:"threshold" json:"threshold"`
 	Window    Duration `yaml:"window,omitempty" json:"window,omitempty"`
 	Duration  Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Subjects are what the set scores and bans: "address", "device" and
+	// "certificate" (default all three). Each reason's own table (see
+	// threat.Reason.Subjects) still applies: a certificate that verifies
+	// against the set's CA is never scored.
+	Subjects []string `yaml:"subjects,omitempty" json:"subjects,omitempty"`
+	// IPv4Prefix and IPv6Prefix are the prefix lengths client addresses
+	// are scored and banned by (default 32 and 64; 16-32 and 32-128).
+	IPv4Prefix int `yaml:"ipv4_prefix,omitempty" json:"ipv4_prefix,omitempty"`
+	IPv6Prefix int `yaml:"ipv6_prefix,omitempty" json:"ipv6_prefix,omitempty"`
 }

@@ -1,7 +1,6 @@
 package fusion
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -44,6 +43,9 @@ type Options struct {
 type EngineStats struct {
 	CacheHits, CacheMisses uint64
 	CacheEntries           int
+	// CacheBytes is the accounted size of the verdict caches (each set's
+	// bounded by its cache.max_bytes).
+	CacheBytes int64
 	// StoreErrors counts failed calls to the configured Store;
 	// StoreFallback is true while the last call failed and scoring runs on
 	// the engine's private in-memory store.
@@ -59,6 +61,7 @@ type Engine struct {
 	log      *zap.Logger
 	pipeline *threat.Pipeline
 	scores   *scorer
+	addrs    *addrCache
 	state    atomic.Pointer[engineState]
 
 	cacheHits   hitCounter
@@ -100,6 +103,7 @@ func NewEngine(cfg *Config, opts Options) (*Engine, error) {
 		log:      opts.Logger,
 		pipeline: opts.Pipeline,
 		scores:   newScorer(opts.Store, opts.Clock, opts.Logger),
+		addrs:    newAddrCache(),
 	}
 	e.Update(cfg)
 	return e, nil
@@ -122,7 +126,7 @@ func (e *Engine) Update(cfg *Config) {
 	}
 	st := &engineState{cfg: cfg, sets: make(map[string]*setState, len(cfg.Sets))}
 	for id, s := range cfg.Sets {
-		st.sets[id] = &setState{set: s, cache: newVerdictCache(e.opts.CacheSize)}
+		st.sets[id] = &setState{set: s, cache: newSetCache(s, e.opts.CacheSize)}
 	}
 	e.state.Store(st)
 }
@@ -149,6 +153,7 @@ func (e *Engine) Stats() EngineStats {
 	}
 	for _, ss := range e.state.Load().sets {
 		st.CacheEntries += ss.cache.len()
+		st.CacheBytes += ss.cache.size()
 	}
 	return st
 }
@@ -185,6 +190,9 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 	var reason threat.Reason
 	var data map[string]any
 	hit := false
+	// judged is set when the failure comes from the engine's own check of
+	// the leaf: only then may the certificate be scored (scoringSubject).
+	judged := false
 	certSHA := ""
 	if len(chain) == 0 {
 		reason, data = threat.ReasonNoClientCert, map[string]any{"error": "no client certificate presented"}
@@ -201,7 +209,17 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 		v = describeLeaf(chain[0]) // for the event, when the leaf parses
 	}
 
-	subj := threat.Subject{IP: req.ClientIP, DeviceID: deviceValue(req.Header, set.deviceIDHeader), CertSHA: certSHA}
+	// Only the kinds the set scores are looked up: a kind it does not
+	// score can hold no ban of this set. Addresses are keyed by prefix.
+	kinds := set.FailSafe.ScoredSubjects()
+	subj := threat.Subject{CertSHA: certSHA}
+	if kinds.Has(threat.SubjectAddress) {
+		subj.IP = e.addrs.key(req.ClientIP, set.FailSafe)
+	}
+	if kinds.Has(threat.SubjectDevice) {
+		subj.DeviceID = deviceValue(req.Header, set.deviceIDHeader)
+	}
+	subj = subj.Only(kinds)
 	if until := e.scores.banned(ctx, set.ID, subj); !until.IsZero() {
 		return e.failure(ctx, set, req, subj, threat.ReasonFailSafeActive,
 			map[string]any{"error": "client is blocked by fail-safe enforcement", "until": until.UTC().Format(time.RFC3339)}, v, now, hit)
@@ -218,13 +236,14 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 	case v == nil:
 		e.cacheMisses.Add(1)
 		v = checkCert(set, chain, req.VerifiedChains, now)
-		if v.cert != nil {
-			v.rest = cloneChain(chain[1:])
-			ss.cache.put(chain[0], v)
-		}
+		// Only chains that verified are cached, with hashes of the
+		// certificates after the leaf, within the set's byte budget.
+		ss.cache.putChain(chain, v)
 		reason, data = v.reason, v.data
+		judged = true
 	default:
 		reason, data = v.reason, v.data
+		judged = true
 	}
 	if reason == threat.ReasonNone {
 		d = Decision{Action: Allow, FusionSet: set.ID, Mode: set.Mode, CacheHit: hit}
@@ -233,24 +252,29 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 		}
 		return d
 	}
-	if req.Handshake && reason != threat.ReasonHandshakeFailed {
+	// Scored by the cause, before a handshake failure wraps it.
+	scored := scoringSubject(set, subj, reason, v, judged, chain, now)
+	// An expired CRL (CONFIG_ERROR) is the operator's failure: it stays
+	// CONFIG_ERROR (score 0) rather than becoming a scored HANDSHAKE_FAILED.
+	if req.Handshake && reason != threat.ReasonHandshakeFailed && reason != threat.ReasonConfigError {
 		cause := reason
 		data = copyData(data, 1)
 		data["cause"] = string(cause)
 		reason = threat.ReasonHandshakeFailed
 	}
-	return e.failure(ctx, set, req, subj, reason, data, v, now, hit)
+	return e.failure(ctx, set, req, scored, reason, data, v, now, hit)
 }
 
-// failure scores a failed request, builds its event, emits it when the set
-// has events on, and decides by mode and fail-safe state.
+// failure scores a failed request (the parts of subj that are not empty:
+// the caller has applied scoringSubject), builds its event, emits it when
+// the set has events on, and decides by mode and fail-safe state.
 func (e *Engine) failure(ctx context.Context, set *Set, req *Request, subj threat.Subject, reason threat.Reason, data map[string]any, v *verdict, now time.Time, hit bool) Decision {
 	score, total := 0, 0
 	enforce := reason == threat.ReasonFailSafeActive
 	if !enforce {
 		score = set.Score(reason)
 		total = score
-		if set.FailSafe.Enabled() {
+		if set.FailSafe.Enabled() && !subj.Empty() {
 			res := e.scores.add(ctx, set.ID, subj, score, set.FailSafe)
 			if res.Total > total {
 				total = res.Total
@@ -341,17 +365,6 @@ func copyData(m map[string]any, extra int) map[string]any {
 	out := make(map[string]any, len(m)+extra)
 	for k, v := range m {
 		out[k] = v
-	}
-	return out
-}
-
-func cloneChain(chain [][]byte) [][]byte {
-	if len(chain) == 0 {
-		return nil
-	}
-	out := make([][]byte, len(chain))
-	for i, der := range chain {
-		out[i] = bytes.Clone(der)
 	}
 	return out
 }

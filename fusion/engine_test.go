@@ -100,7 +100,7 @@ func certOK(tc fusiontest.Case, ev *threat.Event) bool {
 
 func buildOK(tc fusiontest.Case, ev *threat.Event) bool {
 	switch tc.Name {
-	case "no_cert", "garbage_der", "build_missing":
+	case "no_cert", "garbage_der", "serial_negative", "build_missing":
 		return ev.FusedAppToken == "" && ev.BuildDate == ""
 	case "build_blocked":
 		return ev.FusedAppToken == fusiontest.BlockedBuild && ev.Certificate.BuildID == fusiontest.BlockedBuild

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,6 +33,12 @@ type Config struct {
 	// loaded is the state of the watched files right after loading, so
 	// that Watch also sees changes made before it started.
 	loaded filePrints
+	// source is the file name as given (for problems); crlLines the line
+	// of each revocation.crls entry, by field path.
+	source   string
+	crlLines map[string]int
+	// secrets are the expanded placeholders (see secrets.go).
+	secrets *configSecrets
 }
 
 // fileYAML is File as the strict decoder sees it. go.yaml.in/yaml/v3 keeps
@@ -76,7 +83,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err)}}
+		return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err, wrongLine(data))}}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, &LoadError{Problems: []Problem{{File: filename, Line: 1, Msg: "empty file: expected a mapping with fusion_sets"}}}
@@ -93,15 +100,26 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	if err := dec.Decode(&fy); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err)}}
+			return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err, 0)}}
 		}
 		problems = append(problems, ix.typeProblems(filename, te.Errors)...)
+	}
+	// What the decoder let through leniently ("yes" for true) is refused
+	// like its other type errors, once per field.
+	reported := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		reported[p.Field] = true
+	}
+	for _, p := range strictScalars(filename, doc.Content[0], reflect.TypeOf(fileYAML{})) {
+		if !reported[p.Field] {
+			problems = append(problems, p)
+		}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		problems = append(problems, Problem{File: filename, Line: extra.Line, Msg: "more than one YAML document: put every set under one fusion_sets list"})
 	} else if !errors.Is(err, io.EOF) {
-		problems = append(problems, syntaxProblem(filename, err))
+		problems = append(problems, syntaxProblem(filename, err, 0))
 	}
 	f := File{Store: fy.Store, FusionSets: fy.FusionSets}
 	if fy.Gateway.Kind != 0 {
@@ -116,14 +134,24 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	}
 
 	var semantic []Problem
-	if f.Store != "" && f.Store != "memory" && !strings.HasPrefix(f.Store, "redis://") && !strings.HasPrefix(f.Store, "rediss://") {
-		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: fmt.Sprintf("unknown store %q: want memory or a redis:// or rediss:// URL", f.Store)})
+	store, err := ExpandSecret(f.Store, baseDir)
+	switch {
+	case err != nil:
+		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: err.Error()})
+	case store != "" && store != "memory" && !strings.HasPrefix(store, "redis://") && !strings.HasPrefix(store, "rediss://"):
+		// Never the expanded value: it may be the password itself.
+		what := fmt.Sprintf("%q", redactURL(f.Store))
+		if store != f.Store {
+			what = fmt.Sprintf("%q after expanding its placeholders", f.Store)
+		}
+		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: fmt.Sprintf("unknown store %s: want memory or a redis:// or rediss:// URL", what)})
 	}
 	if len(f.FusionSets) == 0 {
 		semantic = append(semantic, Problem{File: filename, Line: ix.line("fusion_sets"), Field: "fusion_sets", Msg: "at least one fusion set is required"})
 	}
 
-	cfg := &Config{File: f, Sets: make(map[string]*Set, len(f.FusionSets))}
+	cfg := &Config{File: f, Sets: make(map[string]*Set, len(f.FusionSets)), source: filename, crlLines: make(map[string]int),
+		secrets: &configSecrets{store: store}}
 	firstLine := make(map[string]int)
 	for i, sc := range f.FusionSets {
 		prefix := "fusion_sets[" + strconv.Itoa(i) + "]"
@@ -141,6 +169,9 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 		if set != nil {
 			cfg.Sets[sc.ID] = set
 			cfg.IDs = append(cfg.IDs, sc.ID)
+			for _, field := range set.revSrc.crlFields {
+				cfg.crlLines[field] = ix.valueLine(field)
+			}
 		}
 	}
 
@@ -189,14 +220,75 @@ func underAny(field string, roots []string) bool {
 
 var reYAMLLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntaxProblem turns a YAML parser error ("yaml: line 3: ...") into a Problem.
-func syntaxProblem(file string, err error) Problem {
+// syntaxProblem turns a YAML parser error ("yaml: line 3: ...") into a
+// Problem. The parser often names the line where the enclosing list or
+// mapping starts; wrong, when known (not 0), is the line that breaks the
+// document, and is used when it comes later.
+func syntaxProblem(file string, err error, wrong int) Problem {
 	msg := err.Error()
 	if m := reYAMLLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if wrong > line {
+			line = wrong
+		}
 		return Problem{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
-	return Problem{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	p := Problem{File: file, Line: wrong, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	return p
+}
+
+// Files of at most wrongLineMaxLines lines and wrongLineMaxBytes bytes are
+// searched line by line from the end; larger ones are bisected.
+const (
+	wrongLineMaxLines = 400
+	wrongLineMaxBytes = 64 << 10
+)
+
+// wrongLine finds the line that makes data unparsable: the line after the
+// longest prefix of whole lines that still parses. (A prefix ending inside
+// an unclosed quote or bracket fails too, so the search looks for the last
+// prefix that parses, not the first that fails.) It returns 0 when every
+// prefix but the whole parses or data parses.
+func wrongLine(data []byte) int {
+	// ends[i] is the length of the first i+1 lines.
+	var ends []int
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	parses := func(lines int) bool {
+		if lines == 0 {
+			return true
+		}
+		var n yaml.Node
+		return yaml.Unmarshal(data[:ends[lines-1]], &n) == nil
+	}
+	total := len(ends)
+	if parses(total) {
+		return 0
+	}
+	if total <= wrongLineMaxLines && len(data) <= wrongLineMaxBytes {
+		for k := total - 1; k >= 0; k-- {
+			if parses(k) {
+				return k + 1
+			}
+		}
+		return 0
+	}
+	lo, hi := 0, total // parses(lo), !parses(hi)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if parses(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
 }
 
 // readLimited reads a regular file, refusing one larger than limit. Errors

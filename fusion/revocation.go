@@ -39,6 +39,8 @@ type revocationSet struct {
 	// leading zeros, so a lookup is m[string(b)] without allocation.
 	serials      map[string]struct{}
 	fingerprints map[[sha256.Size]byte]struct{}
+	// crls describes every CRL read, for freshness checks.
+	crls []*crlInfo
 }
 
 // fieldError is a problem in a set's revocation data.
@@ -82,7 +84,7 @@ func (src *revocationSource) load(gen uint64) (*revocationSet, []fieldError) {
 		if len(src.issuers) == 0 {
 			break // no usable CA: that problem is reported already
 		}
-		if err := rs.readCRL(path, src.issuers); err != nil {
+		if err := rs.readCRL(path, src.crlFields[i], src.issuers); err != nil {
 			errs = append(errs, fieldError{field: src.crlFields[i], msg: err.Error()})
 		}
 	}
@@ -127,8 +129,9 @@ func (rs *revocationSet) readList(path string) error {
 	return nil
 }
 
-// readCRL reads a PEM or DER CRL and checks that one of issuers signed it.
-func (rs *revocationSet) readCRL(path string, issuers []*x509.Certificate) error {
+// readCRL reads a PEM or DER CRL and checks that one of issuers signed it
+// and that it is not older than a CRL of the same issuer seen before.
+func (rs *revocationSet) readCRL(path, field string, issuers []*x509.Certificate) error {
 	data, err := readLimited(path, maxRevocationFileSize)
 	if err != nil {
 		return err
@@ -158,9 +161,15 @@ func (rs *revocationSet) readCRL(path string, issuers []*x509.Certificate) error
 		if err != nil {
 			return fmt.Errorf("%s: parsing CRL: %w", path, err)
 		}
-		if !crlSignedByAny(crl, issuers) {
+		signer := crlSigner(crl, issuers)
+		if signer == nil {
 			return fmt.Errorf("%s: CRL signature does not verify against the trusted CA or intermediates", path)
 		}
+		info := newCRLInfo(path, field, crl, signer)
+		if err := crlHighWater.admit(info); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		rs.crls = append(rs.crls, info)
 		for _, e := range crl.RevokedCertificateEntries {
 			if e.SerialNumber != nil {
 				rs.serials[string(e.SerialNumber.Bytes())] = struct{}{}
@@ -170,13 +179,14 @@ func (rs *revocationSet) readCRL(path string, issuers []*x509.Certificate) error
 	return nil
 }
 
-func crlSignedByAny(crl *x509.RevocationList, issuers []*x509.Certificate) bool {
+// crlSigner returns the issuer whose key signed crl, or nil.
+func crlSigner(crl *x509.RevocationList, issuers []*x509.Certificate) *x509.Certificate {
 	for _, c := range issuers {
 		if crl.CheckSignatureFrom(c) == nil {
-			return true
+			return c
 		}
 	}
-	return false
+	return nil
 }
 
 // parseSerial parses a hex serial, ignoring case, colons, spaces and a 0x

@@ -59,6 +59,9 @@ type Set struct {
 	BlockedBuilds []string
 	// MinBuildDate is the zero time when unset.
 	MinBuildDate time.Time
+	// CacheMaxBytes is the byte budget of the set's verdict cache
+	// (cache.max_bytes, default DefaultCacheMaxBytes).
+	CacheMaxBytes int64
 
 	// DeviceHeaders maps device context keys (deviceID, ...) to canonical
 	// request header names.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -75,6 +76,12 @@ func checkCert(set *Set, chain [][]byte, verified [][]*x509.Certificate, now tim
 	}
 	describe(v, leaf)
 	v.validFrom, v.validUntil = leaf.NotBefore, leaf.NotAfter
+	// RFC 5280 4.1.2.2: the serial is a positive integer. Go refuses a
+	// negative one while parsing (unless GODEBUG x509negativeserial=1) but
+	// accepts zero; both gateways answer CERT_MALFORMED for either.
+	if leaf.SerialNumber == nil || leaf.SerialNumber.Sign() <= 0 {
+		return fail(threat.ReasonCertMalformed, map[string]any{"error": "serial number is not a positive integer (RFC 5280 4.1.2.2)", "serial": v.cert.Serial})
+	}
 
 	presented := make([]*x509.Certificate, 0, len(chain)-1)
 	for i, der := range chain[1:] {
@@ -115,6 +122,8 @@ func checkCert(set *Set, chain [][]byte, verified [][]*x509.Certificate, now tim
 			return fail(r, data)
 		}
 	}
+	// From here on the chain is the CA's: the verdict may be cached.
+	v.trusted = true
 	for _, c := range vchain {
 		if c.NotBefore.After(v.validFrom) {
 			v.validFrom = c.NotBefore
@@ -137,6 +146,25 @@ func checkCert(set *Set, chain [][]byte, verified [][]*x509.Certificate, now tim
 				data["sha256"] = v.certSHA
 			}
 			return fail(threat.ReasonCertRevoked, data)
+		}
+		// An expired CRL no longer says whether the leaf is revoked: fail
+		// closed, as Envoy does (see crl.go for the policy).
+		if ci := v.rev.crlFor(leaf, vchain); ci != nil && !ci.nextUpdate.IsZero() {
+			if now.After(ci.nextUpdate) {
+				if after := ci.nextUpdate.Add(time.Nanosecond); after.After(v.validFrom) {
+					v.validFrom = after
+				}
+				return fail(threat.ReasonConfigError, map[string]any{
+					"error":      "the certificate revocation list of the certificate's issuer has expired: revocation status unknown",
+					"crlStatus":  CRLExpired,
+					"crl":        filepath.Base(ci.path),
+					"nextUpdate": ci.nextUpdate.UTC().Format(time.RFC3339),
+				})
+			}
+			// The verdict must not outlive the CRL it was checked against.
+			if ci.nextUpdate.Before(v.validUntil) {
+				v.validUntil = ci.nextUpdate
+			}
 		}
 	}
 

@@ -66,6 +66,9 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 	}
 	cfg := e.Config()
 	prints := baseline(cfg)
+	// CRL freshness is logged as it changes: stale soon, expired, fresh.
+	crls := NewCRLMonitor(e.log)
+	crls.Check(cfg, e.clock())
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -79,6 +82,7 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 			cfg = cur
 			prints = baseline(cfg)
 		}
+		crls.Check(cfg, e.clock())
 		now := fingerprintFiles(cfg.WatchedFiles())
 		if now.equal(prints) {
 			continue
@@ -100,6 +104,7 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 		}
 		e.Update(next)
 		cfg, prints = next, next.loaded
+		crls.Check(cfg, e.clock())
 		onReload(next)
 	}
 }

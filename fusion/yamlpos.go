@@ -214,3 +214,13 @@ func describeGoType(t string) string {
 	}
 	return t
 }
+
+// has reports whether field (relative to the set) is written in the file;
+// false for inline sets, which have no file.
+func (c *setCompiler) has(field string) bool {
+	if c.ix == nil {
+		return false
+	}
+	_, ok := c.ix.byPath[c.path(field)]
+	return ok
+}

@@ -2,9 +2,12 @@ package pki
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAuditChainVerifies(t *testing.T) {
@@ -66,11 +69,39 @@ func TestAuditTamperingIsDetected(t *testing.T) {
 	}
 	// A damaged log is not extended.
 	os.WriteFile(path, bytes.Replace(orig, []byte(`"buildId":"build-4711"`), []byte(`"buildId":"build-0001"`), 1), 0o600)
-	if _, err := ca.Revoke(RevokeRequest{Serial: ca.Cert.SerialNumber}); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, err := ca.Revoke(RevokeRequest{Serial: ca.Cert.SerialNumber, Force: true}); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("revoke with a damaged audit log: err = %v", err)
 	}
 	os.WriteFile(path, orig, 0o600)
 	if _, err := VerifyAudit(path, ca.Cert); err != nil {
 		t.Fatalf("restored log: %v", err)
+	}
+}
+
+// TestAuditEntryOneMustBeInit: a log signed by the right key but not
+// starting with this CA's init entry (a log restarted after deletion by
+// someone holding the key, or by an old mcc) does not verify, and
+// appending to it is refused.
+func TestAuditEntryOneMustBeInit(t *testing.T) {
+	ca := newTestCA(t, CAOptions{})
+	path := ca.Path(AuditFile)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	// What the old code did after a deletion: start over with "issue".
+	e := AuditEntry{Seq: 1, Time: time.Now().UTC(), Action: AuditIssue, Serial: "ab", Prev: genesisHash}
+	unsigned, _ := json.Marshal(e)
+	alg, sig, err := signDigest(ca.Key, unsigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SigAlg, e.Sig = alg, base64.StdEncoding.EncodeToString(sig)
+	line, _ := json.Marshal(e)
+	os.WriteFile(path, append(line, '\n'), 0o600)
+	if _, err := VerifyAudit(path, ca.Cert); err == nil || !strings.Contains(err.Error(), "line 1: not the init entry of this CA") {
+		t.Fatalf("VerifyAudit: %v", err)
+	}
+	if _, err := ca.Revoke(RevokeRequest{Serial: ca.Cert.SerialNumber, Force: true}); err == nil || !strings.Contains(err.Error(), "not the init entry") {
+		t.Fatalf("Revoke appended to a log without init entry: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mccgate/mcc/pki/certid"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 )
 
@@ -21,7 +22,13 @@ const (
 	// BouncyCastle, Windows Server 2019+.
 	FormatModern2023 BundleFormat = "pkcs12-modern2023"
 	// FormatLegacyDES is the mobile-compatibility bundle: pbeWithSHA1And3-
-	// KeyTripleDES-CBC and an HMAC-SHA1 MAC (go-pkcs12 LegacyDES). It exists
+	// KeyTripleDES-CBC and an HMAC-SHA1 MAC over a key derived with 2048
+	// iterations (go-pkcs12 LegacyDES, whose MAC uses 1 iteration, raised to
+	// 2048: what `openssl pkcs12 -export` has written by default since
+	// OpenSSL 0.9.7 and still writes with -legacy, so every importer that
+	// takes 3DES bundles takes it; a SHA-256 MAC is not used because the
+	// importers that need this bundle, iOS first, are not known to accept
+	// it). It exists
 	// only because iOS SecPKCS12Import and configuration profiles, the
 	// Android Settings certificate installer and Android 13 and older
 	// platform keystores reject or mis-report AES/PBKDF2 bundles. 3DES with
@@ -46,8 +53,11 @@ type BundleParams struct {
 	MACIterations int          `json:"macIterations"`
 }
 
-// Iteration counts are go-pkcs12's defaults. A password of 256 random bits
-// makes brute force moot, so raising them would only cost importers time.
+// Iteration counts are go-pkcs12's defaults (2048), except the legacy MAC's
+// (see FormatLegacyDES). A password of 256 random bits makes brute force
+// moot, so raising them further would only cost importers time.
+const legacyIterations = 2048
+
 var bundleProfiles = map[BundleFormat]struct {
 	enc    *pkcs12.Encoder
 	params BundleParams
@@ -56,9 +66,9 @@ var bundleProfiles = map[BundleFormat]struct {
 		Format: FormatModern2023, Cipher: "AES-256-CBC", KDF: "PBKDF2", PRF: "hmacWithSHA256",
 		Iterations: 2048, MAC: "sha256", MACIterations: 2048,
 	}},
-	FormatLegacyDES: {pkcs12.LegacyDES, BundleParams{
+	FormatLegacyDES: {pkcs12.LegacyDES.WithIterations(legacyIterations), BundleParams{
 		Format: FormatLegacyDES, Cipher: "3DES-CBC (pbeWithSHA1And3-KeyTripleDES-CBC)", KDF: "PKCS12-KDF", PRF: "sha1",
-		Iterations: 2048, MAC: "sha1", MACIterations: 1,
+		Iterations: legacyIterations, MAC: "sha1", MACIterations: legacyIterations,
 	}},
 }
 
@@ -94,14 +104,36 @@ func EncodeBundle(iss *Issued, format BundleFormat) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s bundle: %w", format, err)
 	}
+	if data, err = addKeyFriendlyName(data, pw, FriendlyName(iss)); err != nil {
+		return nil, fmt.Errorf("encoding %s bundle: %w", format, err)
+	}
 	return &Bundle{Params: prof.params, Data: data, Password: pw, SHA256: Fingerprint(data)}, nil
+}
+
+// FriendlyName is the label a bundle carries for its key (the PKCS#12
+// friendlyName attribute): "<app id> <build id> (<fusion set>)", e.g.
+// "com.example.bank build-4711 (bank-prod)". Importers show it as the
+// identity's name or use it as the keystore alias.
+func FriendlyName(iss *Issued) string {
+	set, app, _ := certid.Identity(iss.Cert)
+	name := fmt.Sprintf("%s %s (%s)", app, iss.Build.ID, set)
+	// BMPString holds no character beyond U+FFFF.
+	return strings.Map(func(r rune) rune {
+		if r > 0xFFFF || (r >= 0xD800 && r < 0xE000) {
+			return '?'
+		}
+		return r
+	}, name)
 }
 
 // PasswordPath is where a bundle's password file lives: beside the bundle.
 func PasswordPath(bundlePath string) string { return bundlePath + ".password" }
 
 // Write writes the bundle to path and its password to PasswordPath(path),
-// both 0600. It refuses to replace existing files.
+// both 0600. It refuses to replace existing files. The password file holds
+// the password and nothing else, no trailing newline: tools that read the
+// whole file as the password (Node's passphrase, many CI secret stores)
+// would otherwise get a wrong password ("mac verify failure").
 func (b *Bundle) Write(path string) error {
 	pwPath := PasswordPath(path)
 	for _, p := range []string{path, pwPath} {
@@ -116,14 +148,16 @@ func (b *Bundle) Write(path string) error {
 	if err := writeNewFile(path, b.Data, modePrivate); err != nil {
 		return fmt.Errorf("writing bundle: %w", err)
 	}
-	if err := writeNewFile(pwPath, []byte(b.Password+"\n"), modePrivate); err != nil {
+	if err := writeNewFile(pwPath, []byte(b.Password), modePrivate); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("writing bundle password: %w", err)
 	}
 	return nil
 }
 
-// ReadPasswordFile reads a password file written by Write (one line).
+// ReadPasswordFile reads a password file: its first line, without the line
+// ending, so files written by Write (no newline) and by hand or by older
+// mcc versions (one trailing newline) both work.
 func ReadPasswordFile(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -94,6 +94,13 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 			return nil, fmt.Errorf("a CA already exists in %s (%s); refusing to overwrite it", dir, name)
 		}
 	}
+	// A leftover audit log would not belong to the new CA (its entry 1 names
+	// another CA), and every later append would refuse it.
+	if exists, err := fileExists(filepath.Join(dir, AuditFile)); err != nil {
+		return nil, err
+	} else if exists {
+		return nil, fmt.Errorf("%s already holds an audit log (%s) without a CA; move it away first", dir, AuditFile)
+	}
 	unlock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
@@ -145,7 +152,7 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 	if err := ca.writeRevocations(nil, DefaultCRLValidity); err != nil {
 		return nil, err
 	}
-	if _, err := AppendAudit(ca.Path(AuditFile), key, AuditEntry{
+	if _, err := ca.appendAudit(AuditEntry{
 		Time:   now,
 		Action: AuditInit,
 		Serial: FormatSerial(cert.SerialNumber),

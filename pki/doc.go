@@ -26,17 +26,38 @@
 // the Subject (see certid). IssueFiles writes:
 //
 //	<out>                    PKCS#12, AES-256-CBC / PBKDF2-HMAC-SHA256    PRIVATE 0600
-//	<out>.password           its random password (64 hex chars)           PRIVATE 0600
-//	<legacy-out>             optional PKCS#12, 3DES / SHA-1 MAC           PRIVATE 0600
+//	<out>.password           its random password (64 hex chars, no        PRIVATE 0600
+//	                         trailing newline: the file is the password)
+//	<legacy-out>             optional PKCS#12, 3DES / SHA-1 MAC (2048     PRIVATE 0600
+//	                         iterations)
 //	<legacy-out>.password    its own random password                      PRIVATE 0600
 //	<out>.certified.json     the signed certified-secure record           public  0644
 //
-// and appends an "issue" entry to the CA's audit log. The legacy bundle
+// and appends an "issue" entry to the CA's audit log. Both bundles carry a
+// friendlyName on the key ("<app> <build> (<set>)", see FriendlyName),
+// which Java and Android keystores use as the alias. The legacy bundle
 // exists for importers that reject AES/PBKDF2 PKCS#12 files: iOS
 // SecPKCS12Import and configuration profiles, the Android Settings
 // certificate installer and Android 13 and older platform keystores. Its
 // algorithms are weak; its protection is the random password. Ship it only
 // where the modern bundle is refused.
+//
+// # Audit log
+//
+// Every append checks the chain first and refuses a damaged log, and it
+// refuses to start a new log for an existing CA: only InitCA writes entry
+// 1, the "init" entry naming the CA's fingerprint, and VerifyAudit requires
+// it. A deleted audit.log therefore stops `mcc issue`, `mcc revoke` and
+// `mcc cert create` (restore it from a backup) instead of going unnoticed.
+//
+// # Control-channel certificates (CA.IssueControlCert, IssueControlCert)
+//
+// mTLS certificates for mcc xds, mcc authz and Envoy: ECDSA P-256, EKU
+// serverAuth or clientAuth, the SANs asked for, 90 days by default, an
+// "issue-control" audit entry each. They come from a CA of their own: a CA
+// that has issued app builds refuses to issue control certificates and the
+// reverse, so an app bundle (extractable from every installed app) can
+// never authenticate on a control channel.
 //
 // # Certified-secure record (CA.NewRecord, VerifyRecord)
 //

@@ -106,21 +106,18 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 	return &Issued{Cert: cert, Key: key, CA: ca.Cert, Build: req.Build}, nil
 }
 
-// identityURI builds and checks the identity URI: the ids must survive a
-// round trip through URL parsing unchanged, since gateways compare the SAN
-// as a string (Envoy) and as parsed host and path (certid.Identity).
+// identityURI builds and checks the identity URI. The ids follow the
+// fusion set loader's rules (certid.CheckSetID, certid.CheckAppID), so no
+// certificate is issued for an id no fusion file could name, and must
+// survive a round trip through URL parsing unchanged, since gateways
+// compare the SAN as a string (Envoy) and as parsed host and path
+// (certid.Identity).
 func identityURI(setID, appID string) (*url.URL, error) {
-	if setID == "" {
-		return nil, errors.New("fusion set id is empty")
+	if err := certid.CheckSetID(setID); err != nil {
+		return nil, err
 	}
-	if appID == "" {
-		return nil, errors.New("app id is empty")
-	}
-	if !isIDText(setID, false) {
-		return nil, fmt.Errorf("fusion set id %q: use lower-case letters, digits, '-' and '.'", setID)
-	}
-	if !isIDText(appID, true) {
-		return nil, fmt.Errorf("app id %q: use letters, digits, '-', '_' and '.'", appID)
+	if err := certid.CheckAppID(appID); err != nil {
+		return nil, err
 	}
 	s := certid.IdentityURI(setID, appID)
 	u, err := url.Parse(s)
@@ -128,24 +125,6 @@ func identityURI(setID, appID string) (*url.URL, error) {
 		return nil, fmt.Errorf("identity URI %q does not round-trip", s)
 	}
 	return u, nil
-}
-
-// isIDText accepts the characters that are safe unescaped in a URI host
-// (set ids: lower case, since hosts are case-insensitive) or path (app ids,
-// e.g. reverse-DNS bundle ids).
-func isIDText(s string, app bool) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
-		case app && (r >= 'A' && r <= 'Z' || r == '_'):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func checkBuild(b certid.BuildInfo) error {

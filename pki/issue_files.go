@@ -79,6 +79,17 @@ func (ca *CA) IssueFiles(o IssueFilesOptions) (*IssueFilesResult, error) {
 	}
 	defer unlock()
 
+	if _, err := ca.auditHead(AuditIssue); err != nil {
+		return nil, err
+	}
+	// The converse of IssueControlCert's rule: app bundles never come from
+	// a CA that signs control-channel certificates.
+	if ctl, err := auditHasAction(ca.Path(AuditFile), AuditIssueControl); err != nil {
+		return nil, err
+	} else if ctl {
+		return nil, fmt.Errorf("CA %s issues control-channel certificates (mcc cert create); app builds need a CA of their own, "+
+			"or every app bundle would be trusted on the control channel", ca.Dir)
+	}
 	iss, err := ca.Issue(o.Request)
 	if err != nil {
 		return nil, err
@@ -136,7 +147,7 @@ func (ca *CA) IssueFiles(o IssueFilesOptions) (*IssueFilesResult, error) {
 		return nil, fmt.Errorf("writing record: %w", err)
 	}
 	res.Files = append(res.Files, WrittenFile{o.RecordPath, "certified-secure record (signed)", false})
-	if _, err := AppendAudit(ca.Path(AuditFile), ca.Key, AuditEntry{
+	if _, err := ca.appendAudit(AuditEntry{
 		Time:      ca.now(),
 		Action:    AuditIssue,
 		Serial:    rec.Certificate.Serial,

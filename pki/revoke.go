@@ -72,7 +72,17 @@ type RevokeRequest struct {
 	Reason string // RFC 5280 reason name; "" is unspecified
 	// CRLValidity sets the new CRL's NextUpdate; DefaultCRLValidity when zero.
 	CRLValidity time.Duration
+	// Force revokes a serial the audit log does not show this CA issuing
+	// (a certificate of another CA, or one issued before the log existed).
+	// Without it such a serial is refused with ErrUnknownSerial: it is
+	// usually a typo, and revoking a typo leaves the intended certificate
+	// valid while the operator believes it revoked.
+	Force bool
 }
+
+// ErrUnknownSerial is returned by Revoke for a serial this CA's audit log
+// does not record issuing, unless RevokeRequest.Force is set.
+var ErrUnknownSerial = errors.New("serial not issued by this CA")
 
 // RevokeResult says what Revoke did.
 type RevokeResult struct {
@@ -85,9 +95,9 @@ type RevokeResult struct {
 }
 
 // Revoke adds a serial to revoked.txt and to a new CRL (next CRL number)
-// and records it in the audit log. Unknown serials (not in the audit log)
-// are revoked too; Known tells the caller to warn. Both files are replaced
-// atomically.
+// and records it in the audit log. Serials the audit log does not show this
+// CA issuing are refused unless req.Force (then Known is false and the
+// caller warns). Both files are replaced atomically.
 func (ca *CA) Revoke(req RevokeRequest) (*RevokeResult, error) {
 	if req.Serial == nil || req.Serial.Sign() <= 0 {
 		return nil, errors.New("revoke: serial number must be positive")
@@ -105,9 +115,17 @@ func (ca *CA) Revoke(req RevokeRequest) (*RevokeResult, error) {
 	}
 	defer unlock()
 
+	// A missing or damaged audit log stops the revocation before the CRL
+	// changes (the log is also what tells issued serials from typos).
+	if _, err := ca.auditHead(AuditRevoke); err != nil {
+		return nil, err
+	}
 	res := &RevokeResult{Serial: FormatSerial(req.Serial), Reason: reasonNames[code]}
 	if res.Known, err = issuedSerial(ca.Path(AuditFile), res.Serial); err != nil {
 		return nil, err
+	}
+	if !res.Known && !req.Force {
+		return nil, fmt.Errorf("serial %s: %w (not in its audit log); check the serial, or force it", res.Serial, ErrUnknownSerial)
 	}
 	prev, err := ca.LoadCRL()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -135,7 +153,7 @@ func (ca *CA) Revoke(req RevokeRequest) (*RevokeResult, error) {
 	}
 	res.CRLNumber, res.NextUpdate = crl.Number, crl.NextUpdate
 	if !res.AlreadyRevoked {
-		if _, err := AppendAudit(ca.Path(AuditFile), ca.Key, AuditEntry{
+		if _, err := ca.appendAudit(AuditEntry{
 			Time: now, Action: AuditRevoke, Serial: res.Serial, Reason: res.Reason,
 		}); err != nil {
 			return nil, err
@@ -246,4 +264,77 @@ func (ca *CA) addRevokedLine(serial string, at time.Time, reason string) error {
 		return fmt.Errorf("writing %s: %w", RevokedFile, err)
 	}
 	return nil
+}
+
+// RevocationStatus says whether a certificate is on a CA's revocation
+// lists, and where.
+type RevocationStatus struct {
+	Revoked bool
+	Source  string    // the file that lists it
+	Reason  string    // CRL reason name, when the CRL lists it
+	At      time.Time // CRL revocation time, when the CRL lists it
+	// StaleCRL is set when the CRL is past its NextUpdate: a newer CRL
+	// may list more.
+	StaleCRL bool
+	Checked  []string // the files that were read
+}
+
+// CheckRevocation looks a certificate (serial, and SHA-256 fingerprint for
+// sha256: lines) up in a CRL signed by ca and in a revoked.txt list. Either
+// path may be empty; a named file that is missing or a CRL not signed by ca
+// is an error, since a check that silently reads nothing would report a
+// revoked certificate as fine.
+func CheckRevocation(ca *x509.Certificate, crlPath, listPath string, serial *big.Int, sha256Hex string, now time.Time) (*RevocationStatus, error) {
+	st := &RevocationStatus{}
+	if crlPath != "" {
+		data, err := os.ReadFile(crlPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading CRL: %w", err)
+		}
+		if block, _ := pem.Decode(data); block != nil {
+			data = block.Bytes
+		}
+		crl, err := x509.ParseRevocationList(data)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", crlPath, err)
+		}
+		if err := crl.CheckSignatureFrom(ca); err != nil {
+			return nil, fmt.Errorf("%s is not signed by the CA: %w", crlPath, err)
+		}
+		st.Checked = append(st.Checked, crlPath)
+		st.StaleCRL = !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate)
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(serial) == 0 {
+				st.Revoked, st.Source, st.At = true, crlPath, e.RevocationTime
+				st.Reason = reasonNames[e.ReasonCode]
+				return st, nil
+			}
+		}
+	}
+	if listPath != "" {
+		data, err := os.ReadFile(listPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading revocation list: %w", err)
+		}
+		st.Checked = append(st.Checked, listPath)
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if fp, ok := strings.CutPrefix(strings.ToLower(line), "sha256:"); ok {
+				if sha256Hex != "" && strings.ReplaceAll(fp, ":", "") == strings.ToLower(sha256Hex) {
+					st.Revoked, st.Source = true, listPath
+					return st, nil
+				}
+				continue
+			}
+			if n, err := ParseSerial(line); err == nil && n.Cmp(serial) == 0 {
+				st.Revoked, st.Source = true, listPath
+				return st, nil
+			}
+		}
+	}
+	return st, nil
 }

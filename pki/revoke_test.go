@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"bytes"
+	"errors"
 	"math/big"
 	"os"
 	"strings"
@@ -50,9 +52,17 @@ func TestRevokeUpdatesListAndCRL(t *testing.T) {
 		t.Errorf("openssl crl: %v\n%s", err, out)
 	}
 
-	// An unknown serial is revoked too, flagged, and the CRL number grows.
+	// An unknown serial is refused without Force, and nothing changes.
 	unknown := big.NewInt(0xabcdef)
-	r2, err := ca.Revoke(RevokeRequest{Serial: unknown})
+	crlBefore, _ := os.ReadFile(ca.Path(CRLFile))
+	if _, err := ca.Revoke(RevokeRequest{Serial: unknown}); !errors.Is(err, ErrUnknownSerial) {
+		t.Fatalf("unknown serial without Force: err = %v, want ErrUnknownSerial", err)
+	}
+	if crlAfter, _ := os.ReadFile(ca.Path(CRLFile)); !bytes.Equal(crlBefore, crlAfter) {
+		t.Error("a refused revocation changed the CRL")
+	}
+	// With Force it is revoked, flagged, and the CRL number grows.
+	r2, err := ca.Revoke(RevokeRequest{Serial: unknown, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +112,7 @@ func TestRevokeKeepsHandAddedLines(t *testing.T) {
 	f, _ := os.OpenFile(ca.Path(RevokedFile), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("sha256:" + strings.Repeat("ab", 32)) // no trailing newline
 	f.Close()
-	if _, err := ca.Revoke(RevokeRequest{Serial: big.NewInt(0x1234)}); err != nil {
+	if _, err := ca.Revoke(RevokeRequest{Serial: big.NewInt(0x1234), Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	txt, _ := os.ReadFile(ca.Path(RevokedFile))

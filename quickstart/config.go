@@ -37,13 +37,15 @@ func fusionSetYAML(c gatewayConfig) string {
 fusion_sets:
   - id: %s
     description: the mcc quickstart's demo app
-    # The demo CA that issued app.p12 / app.pem; a certificate from any
-    # other CA is refused with reason CERT_UNTRUSTED.
+    # The demo CA (ca/ in the quickstart directory) that issued app.p12 and
+    # app-cert.pem; a certificate from any other CA, such as
+    # other-cert.pem, is refused with reason CERT_UNTRUSTED.
     trusted_ca:
       file: %s
     # The certificate must carry the URI SAN mcc://%s/%s.
     app_id: %s
-    # mcc revoke --dir <the CA dir> --serial <hex> takes effect within seconds.
+    # mcc revoke --ca ca --cert app-cert.pem (or --serial <hex>), run in the
+    # quickstart directory, takes effect within seconds.
     revocation:
       files:
         - %s

@@ -30,15 +30,11 @@ func printInstructions(w io.Writer, g *gateway) {
 	fmt.Fprintf(w, "mcc quickstart: Caddy with fusion set %q (mode %s, threat events on)\n", c.SetID, c.Mode)
 	fmt.Fprintf(w, "listening on %s (bound to %s), in front of a demo echo upstream on %s.\n\n", url, bindDescription(c.BindHost), c.Upstream)
 
-	pkiState := "kept from an earlier run"
-	if d.Created {
-		pkiState = "created now, kept for later runs"
-	}
-	fmt.Fprintf(w, "Files in %s (demo PKI %s):\n", g.opts.Dir, pkiState)
+	fmt.Fprintf(w, "Files in %s (%s):\n", g.opts.Dir, pkiState(g))
 	fmt.Fprintf(w, "  %-26s the running configuration; %s is the fusion set\n", CaddyfileFile, FusionSetFile)
 	fmt.Fprintf(w, "  %-26s the demo app's PKCS#12 bundle and its password file\n", rel(d.Bundle)+" (+ .password)")
 	fmt.Fprintf(w, "  %-26s the same certificate and key as PEM, for curl\n", rel(d.Cert)+", "+rel(d.Key))
-	fmt.Fprintf(w, "  %-26s a certificate from another CA, which the fusion set does not trust\n", rel(d.OtherCert))
+	fmt.Fprintf(w, "  %-26s a certificate and key from another CA, which the fusion set does not trust\n", rel(d.OtherCert)+", "+rel(d.OtherKey))
 	fmt.Fprintf(w, "  %-26s the demo client CA (for mcc issue --ca / mcc revoke --ca)\n", rel(d.CADir)+"/")
 	fmt.Fprintf(w, "  %-26s the demo server CA that signed the gateway's localhost certificate\n", ServerCAFile)
 	fmt.Fprintf(w, "  %-26s Caddy's log\n\n", CaddyLogFile)
@@ -66,10 +62,33 @@ func printInstructions(w io.Writer, g *gateway) {
 
 	fmt.Fprintf(w, "Threat events (one JSON object per line) go to %s:\n\n", c.EventsFile)
 	fmt.Fprintf(w, "  tail -f %s\n\n", shellQuote(c.EventsFile))
-	fmt.Fprintf(w, "Revoke the demo app's certificate, then try line 1 again (the fusion set re-reads %s within seconds;\n", rel(c.Revoked))
-	fmt.Fprintf(w, "delete %s and restart the quickstart to get a new one):\n\n", rel(d.Cert))
-	fmt.Fprintf(w, "  mcc revoke --ca %s --cert %s\n\n", rel(d.CADir), rel(d.Cert))
+	mccPath := rel
+	if g.opts.MccAbsPaths {
+		mccPath = shellQuote
+	}
+	outcome := "blocked"
+	if c.Mode == "detection" {
+		outcome = "reported"
+	}
+	fmt.Fprintf(w, "Revoke the demo app's certificate, then try line 1 again: the fusion set re-reads %s within\n", rel(c.Revoked))
+	fmt.Fprintf(w, "seconds, and the line is %s with reason %s. The next start of the quickstart issues a new one.\n\n", outcome, threat.ReasonCertRevoked)
+	fmt.Fprintf(w, "  %s revoke --ca %s --cert %s\n\n", g.opts.Mcc, mccPath(d.CADir), mccPath(d.Cert))
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+// pkiState says what this run did with the demo PKI: created it, or kept
+// the CA (and what, if anything, it issued anew).
+func pkiState(g *gateway) string {
+	switch {
+	case g.state.caCreated:
+		return "demo PKI created now, kept for later runs"
+	case g.state.reissued:
+		return "demo CA kept from an earlier run; the demo app certificate was revoked, so a new one was issued"
+	case g.demo.Created:
+		return "demo CA kept from an earlier run; expiring or missing demo certificates issued anew"
+	default:
+		return "demo CA and certificates kept from an earlier run"
+	}
 }
 
 func bindDescription(host string) string {

@@ -4,7 +4,10 @@
 //
 // Everything it writes goes into one directory (./.mcc-quickstart by
 // default). The demo CAs and certificates are created once and kept between
-// runs; the fusion set file and the Caddyfile are rewritten on every start.
+// runs (a demo app certificate revoked since the last run is replaced); the
+// fusion set file and the Caddyfile are rewritten on every start. It refuses
+// a port another process serves, and keeps Caddy's log in caddy.log, so the
+// terminal shows only its own lines.
 package quickstart
 
 import (
@@ -69,6 +72,14 @@ type Options struct {
 	Mode string
 	// Out receives the instructions.
 	Out io.Writer
+	// Mcc is how the printed mcc lines start mcc, as shell words ("mcc"
+	// when empty). cmd/mcc sets it from how it was started, so the lines
+	// work for a `go run` user too.
+	Mcc string
+	// MccAbsPaths makes the file arguments of the printed mcc lines
+	// absolute, for an Mcc command that runs in another directory (such
+	// as go -C DIR run ./cmd/mcc).
+	MccAbsPaths bool
 }
 
 // Run starts the gateway, prints how to try it and serves until ctx is
@@ -84,6 +95,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	if err := checkPortFree(host, port); err != nil {
+		return err
+	}
 	g, err := prepare(o, host, port)
 	if err != nil {
 		return err
@@ -131,6 +145,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	if o.Mcc == "" {
+		o.Mcc = "mcc"
+	}
 	if o.Mode != "defense" && o.Mode != "detection" {
 		return o, fmt.Errorf("--mode: want defense or detection, got %q", o.Mode)
 	}
@@ -160,12 +177,31 @@ func splitListen(listen string) (host, port string, err error) {
 	return host, port, nil
 }
 
+// checkPortFree refuses a port that another process already serves. Caddy
+// binds with SO_REUSEPORT on Linux, so without this check a quickstart
+// started next to another server on the same port (one that sets
+// SO_REUSEPORT too, such as another Caddy) would start without a word and
+// the kernel would split the connections between the two. A plain bind,
+// without SO_REUSEPORT, fails while anyone listens on the port.
+func checkPortFree(host, port string) error {
+	addr := net.JoinHostPort(host, port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--listen %s: the port is already in use by another process; stop it or pick another port with --listen: %w", addr, err)
+	}
+	if err := ln.Close(); err != nil {
+		return fmt.Errorf("--listen %s: closing the probe listener: %w", addr, err)
+	}
+	return nil
+}
+
 // gateway is one quickstart run: its options, the demo PKI and the
 // generated configuration.
 type gateway struct {
-	opts Options
-	demo *pki.Demo
-	cfg  gatewayConfig
+	opts  Options
+	demo  *pki.Demo
+	state demoState
+	cfg   gatewayConfig
 }
 
 // prepare creates (or reuses) the demo PKI and the server certificate.
@@ -173,7 +209,7 @@ func prepare(o Options, host, port string) (*gateway, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", o.Dir, err)
 	}
-	demo, err := pki.EnsureDemo(o.Dir, SetID, AppID)
+	demo, state, err := ensureDemo(o.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +217,9 @@ func prepare(o Options, host, port string) (*gateway, error) {
 		return nil, fmt.Errorf("demo server certificate: %w", err)
 	}
 	return &gateway{
-		opts: o,
-		demo: demo,
+		opts:  o,
+		demo:  demo,
+		state: state,
 		cfg: gatewayConfig{
 			Mode:       o.Mode,
 			BindHost:   host,
@@ -216,7 +253,15 @@ func start(g *gateway) error {
 	if err != nil {
 		return err
 	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
+	// Caddy logs to stderr until the config's own log takes over, and it
+	// announces that switch there ("redirected default logger"). Buffer
+	// the early lines so they go to caddy.log with the rest, keeping the
+	// terminal for the instructions. On a failed start they are written to
+	// stderr after all, next to the error.
+	_, earlyLogger, _ := caddy.BufferedLog()
+	err = caddy.Load(cfgJSON, true)
+	caddy.UnbufferDefaultLogger(earlyLogger)
+	if err != nil {
 		return fmt.Errorf("starting Caddy with %s: %w", cfPath, err)
 	}
 	return nil

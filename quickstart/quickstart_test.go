@@ -51,10 +51,26 @@ func TestQuickstartCurlLines(t *testing.T) {
 	if !bytes.Equal(first.serverCA, second.serverCA) {
 		t.Errorf("the demo server CA changed between runs; it must be kept")
 	}
+
+	// The third start follows a revocation: line 1 promises HTTP 200 with
+	// the app certificate, so the revoked one must have been replaced
+	// (runQuickstart runs line 1 and checks the promise), and the output
+	// must say so, and that the CA was kept.
+	third := runQuickstart(t, curl, dir, "defense", false, func(instructions) {})
+	if bytes.Equal(second.appCert, third.appCert) {
+		t.Errorf("the revoked demo app certificate was kept; the next start must issue a new one")
+	}
+	if !strings.Contains(third.printed, "demo CA kept from an earlier run; the demo app certificate was revoked, so a new one was issued") {
+		t.Errorf("the start after a revocation does not say the CA was kept and the certificate re-issued:\n%s", third.printed)
+	}
+	if !bytes.Equal(first.serverCA, third.serverCA) {
+		t.Errorf("the demo server CA changed between runs; it must be kept")
+	}
 }
 
 type runResult struct {
 	appCert, serverCA []byte
+	printed           string
 }
 
 // runQuickstart runs one quickstart in dir; freshDir says whether dir is
@@ -84,7 +100,7 @@ func runQuickstart(t *testing.T, curl, dir, mode string, freshDir bool, afterTri
 	}
 	printed := out.String()
 	t.Logf("quickstart %s printed:\n%s", mode, printed)
-	wantPKI := "demo PKI kept from an earlier run"
+	wantPKI := "kept from an earlier run"
 	if freshDir {
 		wantPKI = "demo PKI created now"
 	}
@@ -153,7 +169,47 @@ func runQuickstart(t *testing.T, curl, dir, mode string, freshDir bool, afterTri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return runResult{appCert: appCert, serverCA: serverCA}
+	checkFilesNamed(t, dir, printed)
+	return runResult{appCert: appCert, serverCA: serverCA, printed: printed}
+}
+
+// fileName is a file name the quickstart prints or writes into comments.
+var fileName = regexp.MustCompile(`[A-Za-z0-9_./-]+\.(?:pem|p12|password|yaml|jsonl|log)\b`)
+
+// checkFilesNamed checks that every file the printed text and the comments
+// of the generated fusion set file name exists: relative names in dir (the
+// printed lines run there after the printed cd), absolute ones as they are.
+func checkFilesNamed(t *testing.T, dir, printed string) {
+	t.Helper()
+	fusionFile, err := os.ReadFile(filepath.Join(dir, FusionSetFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var comments strings.Builder
+	for _, line := range strings.Split(string(fusionFile), "\n") {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "#"); ok {
+			comments.WriteString(c + "\n")
+		}
+	}
+	for _, text := range []string{printed, comments.String()} {
+		// Absolute names inside dir (which may hold a space) as relative.
+		text = strings.ReplaceAll(text, dir+string(filepath.Separator), "")
+		for _, name := range fileName.FindAllString(text, -1) {
+			if strings.HasPrefix(name, "examples/") {
+				continue // the format's documentation in the repository
+			}
+			p := name
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, name)
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("the quickstart names %s, which does not exist: %v", name, err)
+			}
+		}
+	}
+	if !strings.Contains(comments.String(), "mcc revoke --ca ca --cert app-cert.pem") {
+		t.Errorf("the fusion set file's comments do not show the revoke line with the real flag and file:\n%s", comments.String())
+	}
 }
 
 // try is one printed curl line and the expectation its comment states.

@@ -1,8 +1,10 @@
 package threat
 
 import (
+	"cmp"
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,7 +85,10 @@ type MemoryStore struct {
 	banHorizon atomic.Int64
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store    = (*MemoryStore)(nil)
+	_ BanAdmin = (*MemoryStore)(nil)
+)
 
 // NewMemoryStore returns an empty store that reads the time from now
 // (time.Now when nil) and holds at most DefaultMaxEntries keys.
@@ -204,6 +209,68 @@ func (s *MemoryStore) Add(_ context.Context, ns string, sub Subject, delta int, 
 		res.BannedUntil = time.Unix(0, latest).In(t.Location())
 	}
 	return res, nil
+}
+
+// Bans implements BanAdmin: the live bans of ns, or of every set for "".
+// It walks the whole store, so it is for operators, not requests.
+func (s *MemoryStore) Bans(_ context.Context, ns string) ([]Ban, error) {
+	t := s.now()
+	now := t.UnixNano()
+	var out []Ban
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for k, e := range sh.m {
+			if (ns == "" || k.ns == ns) && now < e.bannedUntil {
+				out = append(out, memBan(k, e, t, now))
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	SortBans(out)
+	return out, nil
+}
+
+// Lift implements BanAdmin: it removes the banned entries of ns that value
+// names (see SubjectMatches), score and ban together.
+func (s *MemoryStore) Lift(_ context.Context, ns string, kind SubjectKind, value string) ([]Ban, error) {
+	t := s.now()
+	now := t.UnixNano()
+	var out []Ban
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if k.ns == ns && k.kind == keyKind(kind) && now < e.bannedUntil && SubjectMatches(kind, k.val, value) {
+				out = append(out, memBan(k, e, t, now))
+				s.remove(sh, e)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	SortBans(out)
+	return out, nil
+}
+
+func memBan(k memKey, e *memEntry, t time.Time, now int64) Ban {
+	b := Ban{Set: k.ns, Kind: SubjectKind(k.kind), Value: k.val, Until: time.Unix(0, e.bannedUntil).In(t.Location())}
+	if now < e.windowEnd {
+		b.Score = e.score
+	}
+	return b
+}
+
+// SortBans orders bans by set, kind and value.
+func SortBans(bans []Ban) {
+	slices.SortFunc(bans, func(a, b Ban) int {
+		if c := cmp.Compare(a.Set, b.Set); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Value, b.Value)
+	})
 }
 
 // Len returns the number of keys held, for tests and metrics.

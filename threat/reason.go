@@ -61,3 +61,41 @@ func (r Reason) Valid() bool {
 	_, ok := DefaultScores[r]
 	return ok
 }
+
+// reasonSubjects is the one table of which subjects each reason scores (the
+// README's "Which subjects a reason scores" is this table). A subject kind
+// missing here is never scored for that reason.
+//
+// The client's address and device id are scored for every failure the
+// client causes: they are that one client's. The certificate is scored only
+// for reasons that say the certificate itself is the attacker's material
+// (it does not chain to the set's CA, is malformed, or is weak), and even
+// then the engine scores it only when it checked that leaf itself and the
+// leaf did not verify against the set's CA: a certificate the CA issued is
+// shared by every genuine install of a build, so what one client does with
+// it (extra certificates in the chain, a chain over the caps, a spoofed
+// header, a failed handshake, a replay from a banned address) must not ban
+// it for all of them. Revocation is the operator's tool for a genuine
+// certificate that must go. A fusion set's fail_safe.subjects narrows this
+// table further; it never widens it.
+var reasonSubjects = map[Reason]SubjectSet{
+	ReasonNoClientCert:      ClientSubjects,
+	ReasonCertUntrusted:     AllSubjects,
+	ReasonCertExpired:       ClientSubjects,
+	ReasonCertNotYetValid:   ClientSubjects,
+	ReasonCertRevoked:       ClientSubjects,
+	ReasonIdentityMismatch:  ClientSubjects,
+	ReasonWeakCrypto:        AllSubjects,
+	ReasonWrongKeyUsage:     AllSubjects,
+	ReasonCertMalformed:     AllSubjects,
+	ReasonBuildBlocked:      ClientSubjects,
+	ReasonRateAnomaly:       ClientSubjects,
+	ReasonFailSafeActive:    NoSubjects,
+	ReasonHandshakeFailed:   ClientSubjects,
+	ReasonSpoofedCertHeader: ClientSubjects,
+	ReasonConfigError:       NoSubjects,
+}
+
+// Subjects returns the subject kinds a failure with reason r may score (see
+// reasonSubjects for the rule on certificates).
+func (r Reason) Subjects() SubjectSet { return reasonSubjects[r] }

@@ -105,3 +105,81 @@ func TestCertifyBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestCertifyVerifyRevoked: a record whose certificate has since been
+// revoked fails verification (exit 1, one line naming the revocation),
+// unless --allow-revoked, which warns and exits 0. The CA may be given as a
+// directory (its crl.pem and revoked.txt) or as ca.pem with --crl.
+func TestCertifyVerifyRevoked(t *testing.T) {
+	caDir := newCADir(t)
+	out := filepath.Join(t.TempDir(), "app.p12")
+	if code, _, stderr := runCLI(t, issueArgs(caDir, out)...); code != 0 {
+		t.Fatal(stderr)
+	}
+	rec := pki.RecordPathFor(out)
+	code, stdout, stderr := runCLI(t, "certify", "verify", rec, "--ca", caDir)
+	if code != 0 || !strings.Contains(stdout, "not revoked (checked ") || stderr != "" {
+		t.Fatalf("before revocation: exit %d %q %q", code, stdout, stderr)
+	}
+	// ca.pem alone: the record still verifies, and the output says that
+	// revocation was not checked.
+	code, stdout, _ = runCLI(t, "certify", "verify", rec, "--ca", filepath.Join(caDir, pki.CACertFile))
+	if code != 0 || !strings.Contains(stdout, "revocation not checked") {
+		t.Errorf("ca.pem only: exit %d %q", code, stdout)
+	}
+
+	recData := string(pkiReadFile(t, rec))
+	i := strings.Index(recData, `"serial": "`)
+	serial := recData[i+len(`"serial": "`):]
+	serial = serial[:strings.IndexByte(serial, '"')]
+	if code, _, stderr := runCLI(t, "revoke", "--ca", caDir, "--serial", serial, "--reason", "keyCompromise"); code != 0 {
+		t.Fatal(stderr)
+	}
+
+	code, _, stderr = runCLI(t, "certify", "verify", rec, "--ca", caDir)
+	wantOneLineError(t, code, stderr, 1, "has been revoked")
+	for _, want := range []string{"serial " + serial, "crl.pem", "keyCompromise", "--allow-revoked"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("refusal lacks %q: %q", want, stderr)
+		}
+	}
+	code, _, stderr = runCLI(t, "certify", "verify", rec, "--ca", filepath.Join(caDir, pki.CACertFile), "--crl", filepath.Join(caDir, pki.CRLFile))
+	wantOneLineError(t, code, stderr, 1, "has been revoked")
+	code, stdout, stderr = runCLI(t, "certify", "verify", rec, "--ca", caDir, "--allow-revoked")
+	if code != 0 || !strings.Contains(stdout, "REVOKED") || !strings.HasPrefix(stderr, "warning: ") || !strings.Contains(stderr, "has been revoked") {
+		t.Errorf("--allow-revoked: exit %d %q %q", code, stdout, stderr)
+	}
+
+	// Listed only in revoked.txt (by fingerprint, as operators may add by
+	// hand): also caught.
+	caDir2 := newCADir(t)
+	out2 := filepath.Join(t.TempDir(), "app.p12")
+	if code, _, stderr := runCLI(t, issueArgs(caDir2, out2)...); code != 0 {
+		t.Fatal(stderr)
+	}
+	rec2 := string(pkiReadFile(t, pki.RecordPathFor(out2)))
+	j := strings.Index(rec2, `"sha256": "`)
+	fp := rec2[j+len(`"sha256": "`):]
+	fp = fp[:strings.IndexByte(fp, '"')]
+	f, _ := os.OpenFile(filepath.Join(caDir2, pki.RevokedFile), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("sha256:" + strings.ToUpper(fp) + "\n")
+	f.Close()
+	code, _, stderr = runCLI(t, "certify", "verify", pki.RecordPathFor(out2), "--ca", caDir2)
+	wantOneLineError(t, code, stderr, 1, "revoked.txt")
+
+	// A CA directory holding only ca.pem: verified, revocation not checked.
+	onlyCert := filepath.Join(t.TempDir(), "ca")
+	os.MkdirAll(onlyCert, 0o700)
+	os.WriteFile(filepath.Join(onlyCert, pki.CACertFile), pkiReadFile(t, filepath.Join(caDir, pki.CACertFile)), 0o644)
+	code, stdout, _ = runCLI(t, "certify", "verify", rec, "--ca", onlyCert)
+	if code != 0 || !strings.Contains(stdout, "revocation not checked") {
+		t.Errorf("CA dir without CRL: exit %d %q", code, stdout)
+	}
+	// A --crl that does not exist is an error, not a pass.
+	code, _, stderr = runCLI(t, "certify", "verify", rec, "--ca", caDir, "--crl", filepath.Join(onlyCert, "nope.pem"))
+	wantOneLineError(t, code, stderr, 1, "reading CRL")
+
+	// A CRL from another CA is an error, not a pass.
+	code, _, stderr = runCLI(t, "certify", "verify", rec, "--ca", caDir, "--crl", filepath.Join(caDir2, pki.CRLFile))
+	wantOneLineError(t, code, stderr, 1, "not signed by the CA")
+}

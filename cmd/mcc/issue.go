@@ -35,6 +35,14 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := requireFlags(fs, "ca", "fusion-set", "app-id", "build", "out"); err != nil {
 		return err
 	}
+	// The fusion set loader's id rules: never issue a certificate that no
+	// fusion file could name.
+	if err := certid.CheckSetID(*setID); err != nil {
+		return usageError(fs, "--fusion-set: %v", err)
+	}
+	if err := certid.CheckAppID(*appID); err != nil {
+		return usageError(fs, "--app-id: %v", err)
+	}
 	d, err := parsePositiveDuration(fs, "valid-for", *validFor)
 	if err != nil {
 		return err

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
 )
@@ -172,7 +174,7 @@ func TestIssueBadInput(t *testing.T) {
 		{issueArgs(caDir, out, "--valid-for", "1y"), 2, "--valid-for"},
 		{issueArgs(caDir, out, "--build-date", "yesterday"), 2, "--build-date"},
 		{issueArgs(filepath.Join(caDir, "missing"), out), 1, "loading CA"},
-		{issueArgs(caDir, out, "--fusion-set", "Bad Set"), 1, "fusion set id"},
+		{issueArgs(caDir, out, "--fusion-set", "Bad Set"), 2, "fusion set id"},
 		{issueArgs(caDir, out, "--valid-for", "10000d"), 1, "after the CA expires"},
 		{issueArgs(caDir, out, "--fusion-set-file", filepath.Join(caDir, "nope.yaml")), 1, "loading fusion set file"},
 	} {
@@ -202,4 +204,50 @@ func pkiBundlePassword(t *testing.T, bundle string) string {
 		t.Fatal(err)
 	}
 	return pw
+}
+
+// TestIssueIDsMatchFusionRules: `mcc issue` accepts exactly the set ids and
+// app ids a fusion set file accepts. Before, it issued "bank.prod", which
+// no fusion file can name, so the certificate could never be used.
+func TestIssueIDsMatchFusionRules(t *testing.T) {
+	caDir := newCADir(t)
+	dir := filepath.Dir(caDir)
+	for i, tc := range []struct {
+		set, app string
+		ok       bool
+	}{
+		{"bank-prod", "com.example.bank", true},
+		{"b", "a", true},
+		{"bank.prod", "com.example.bank", false},
+		{"Bank-prod", "com.example.bank", false},
+		{"-bank", "com.example.bank", false},
+		{"bank-", "com.example.bank", false},
+		{strings.Repeat("a", 64), "com.example.bank", false},
+		{"bank_prod", "com.example.bank", false},
+		{"bank-prod", ".hidden", false},
+		{"bank-prod", "-app", false},
+		{"bank-prod", "Com.Example_Bank-2", true},
+		{"bank-prod", "com/example", false},
+	} {
+		t.Run(tc.set+"/"+tc.app, func(t *testing.T) {
+			setFile := filepath.Join(dir, fmt.Sprintf("ids-%d.yaml", i))
+			yml := "fusion_sets:\n  - id: \"" + tc.set + "\"\n    app_id: \"" + tc.app + "\"\n    mode: defense\n    trusted_ca:\n      file: " +
+				filepath.Join(caDir, "ca.pem") + "\n"
+			if err := os.WriteFile(setFile, []byte(yml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, ferr := fusion.LoadFile(setFile)
+			out := filepath.Join(t.TempDir(), "app.p12")
+			code, _, stderr := runCLI(t, "issue", "--ca", caDir, "--fusion-set", tc.set, "--app-id", tc.app, "--build", "b1", "--out", out)
+			if (ferr == nil) != tc.ok {
+				t.Errorf("fusion file: err = %v, want ok=%v", ferr, tc.ok)
+			}
+			if (code == 0) != tc.ok {
+				t.Errorf("mcc issue: exit %d (%s), want ok=%v", code, stderr, tc.ok)
+			}
+			if !tc.ok {
+				wantOneLineError(t, code, stderr, 2, "invalid")
+			}
+		})
+	}
 }

@@ -29,9 +29,11 @@ func commands() []command {
 		{"issue", "issue an app build's client certificate bundle and certified-secure record", runIssue},
 		{"revoke", "revoke a certificate and update the revocation list and CRL", runRevoke},
 		{"certify", "verify a certified-secure record (certify verify)", runCertify},
+		{"cert", "issue control-channel certificates for mTLS (cert create)", runCert},
 		{"validate", "check a fusion set file and print every problem", runValidate},
 		{"xds", "run the Envoy xDS control plane", runXDS},
 		{"authz", "run the Envoy ext_authz and access-log service", runAuthz},
+		{"ban", "list or lift fail-safe bans in the shared store (ban list, ban lift)", runBan},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -74,38 +76,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// usage lists every command, and for command groups (ca, certify, cert,
+// ...) every subcommand, so nothing is only discoverable by trial.
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "mcc: mobile client certificates for Caddy and Envoy")
 	fmt.Fprintln(w, "\nUsage: mcc <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+		subs := groupSubcommands(c)
+		if len(subs) == 0 {
+			fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+			continue
+		}
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-18s %s\n", c.name+" "+s[0], s[1])
+		}
 	}
 	fmt.Fprintln(w, "\nRun 'mcc <command> --help' for a command's flags.")
 }
 
 // newFlagSet returns a FlagSet that reports errors instead of exiting, with a
-// usage line, so every command has --help.
+// usage line, so every command has --help. parseFlags and parseArgs keep
+// the flag package from printing the whole usage on a bad flag.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("mcc "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: mcc %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "Usage: mcc %s\n", synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 { // no empty "Flags:" header for commands without flags
+			fmt.Fprintln(fs.Output(), "\nFlags:")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
 
-// parseFlags parses args; it maps a parse failure to errUsage (flag printed it).
+// parseFlags parses args that must all be flags; a bad flag or a stray
+// argument prints one line with a hint and returns errUsage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseQuiet(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }

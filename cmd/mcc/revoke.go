@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,12 +16,13 @@ import (
 // directory are replaced atomically, so a watching gateway never reads half
 // a file.
 func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("revoke", "revoke --ca DIR (--serial HEX | --cert FILE.pem) [--reason R] [--crl-next-update DUR]", stderr)
+	fs := newFlagSet("revoke", "revoke --ca DIR (--serial HEX | --cert FILE.pem) [--reason R] [--crl-next-update DUR] [--force]", stderr)
 	caDir := fs.String("ca", "", "CA directory")
 	serialText := fs.String("serial", "", "serial number in hex (any case, colons allowed)")
 	certFile := fs.String("cert", "", "PEM certificate to revoke (instead of --serial)")
 	reason := fs.String("reason", "", "RFC 5280 reason: "+strings.Join(pki.ReasonNames(), ", "))
 	next := fs.String("crl-next-update", "7d", "time from now to the new CRL's NextUpdate")
+	force := fs.Bool("force", false, "revoke even if this CA's audit log does not show it issuing the serial")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +43,7 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	req := pki.RevokeRequest{Reason: *reason, CRLValidity: validity}
+	req := pki.RevokeRequest{Reason: *reason, CRLValidity: validity, Force: *force}
 	if *serialText != "" {
 		if req.Serial, err = pki.ParseSerial(*serialText); err != nil {
 			return usageError(fs, "--serial: %v", err)
@@ -56,16 +58,23 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("--cert %s: %w", *certFile, err)
 		}
 		if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
-			fmt.Fprintf(stderr, "warning: %s was not issued by this CA; revoking its serial anyway\n", *certFile)
+			if !*force {
+				return fmt.Errorf("%s was not issued by this CA (%s); nothing revoked (pass --force to list its serial anyway)", *certFile, ca.Path(pki.CACertFile))
+			}
+			fmt.Fprintf(stderr, "warning: %s was not issued by this CA; revoking its serial anyway (--force)\n", *certFile)
 		}
 		req.Serial = cert.SerialNumber
 	}
 	res, err := ca.Revoke(req)
+	if errors.Is(err, pki.ErrUnknownSerial) {
+		return fmt.Errorf("serial %s is not in this CA's audit log (a typo, or another CA's certificate?); nothing revoked (pass --force to revoke it anyway)",
+			pki.FormatSerial(req.Serial))
+	}
 	if err != nil {
 		return err
 	}
 	if !res.Known {
-		fmt.Fprintf(stderr, "warning: serial %s is not in this CA's audit log (not issued here?); revoked anyway\n", res.Serial)
+		fmt.Fprintf(stderr, "warning: serial %s is not in this CA's audit log (not issued here?); revoked anyway (--force)\n", res.Serial)
 	}
 	if res.AlreadyRevoked {
 		fmt.Fprintf(stdout, "serial %s was already revoked; CRL re-signed\n", res.Serial)

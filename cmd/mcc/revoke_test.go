@@ -50,8 +50,21 @@ func TestRevokeCommand(t *testing.T) {
 		t.Errorf("CRL entries %+v", crl.RevokedCertificateEntries)
 	}
 
-	// An unknown serial: revoked with a warning; the CRL number grows.
+	// An unknown serial (a typo?) is refused: exit 1, one line, the CRL
+	// and revoked.txt unchanged.
+	crlBefore := pkiReadFile(t, filepath.Join(caDir, pki.CRLFile))
+	txtBefore := pkiReadFile(t, filepath.Join(caDir, pki.RevokedFile))
 	code, _, stderr = runCLI(t, "revoke", "--ca", caDir, "--serial", "0xDEADBEEF")
+	wantOneLineError(t, code, stderr, 1, "serial deadbeef is not in this CA's audit log")
+	if !strings.Contains(stderr, "--force") {
+		t.Errorf("refusal does not name --force: %q", stderr)
+	}
+	if string(pkiReadFile(t, filepath.Join(caDir, pki.CRLFile))) != string(crlBefore) ||
+		string(pkiReadFile(t, filepath.Join(caDir, pki.RevokedFile))) != string(txtBefore) {
+		t.Error("a refused revocation changed crl.pem or revoked.txt")
+	}
+	// With --force: revoked with a warning; the CRL number grows.
+	code, _, stderr = runCLI(t, "revoke", "--ca", caDir, "--serial", "0xDEADBEEF", "--force")
 	if code != 0 || !strings.Contains(stderr, "warning: serial deadbeef is not in this CA's audit log") {
 		t.Errorf("unknown serial: exit %d, stderr %q", code, stderr)
 	}
@@ -69,6 +82,8 @@ func TestRevokeCommand(t *testing.T) {
 	}
 	os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.Cert.Raw}), 0o600)
 	code, _, stderr = runCLI(t, "revoke", "--ca", caDir, "--cert", other)
+	wantOneLineError(t, code, stderr, 1, "was not issued by this CA")
+	code, _, stderr = runCLI(t, "revoke", "--ca", caDir, "--cert", other, "--force")
 	if code != 0 || !strings.Contains(stderr, "was not issued by this CA") {
 		t.Errorf("--cert other CA: exit %d, %q", code, stderr)
 	}

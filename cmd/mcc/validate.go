@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -17,8 +18,9 @@ import (
 
 // runValidate checks a fusion set file the way every reader loads it:
 // strictly, with every referenced CA, CRL and revocation file read, and its
-// gateway section (if any) as `mcc xds` decodes it. Each problem is printed
-// on its own line as FILE:LINE: FIELD: MSG.
+// gateway section (if any) as `mcc xds` decodes it, and the freshness of
+// its CRLs (expired: a problem; stale soon: a warning). Each problem is
+// printed on its own line as FILE:LINE: FIELD: MSG.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", "validate FILE", stderr)
 	files, err := parseArgs(fs, args)
@@ -42,6 +44,22 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	problems = append(problems, gatewayProblems(path)...)
+	// An expired CRL loads (the gateways then refuse every certificate it
+	// covers), so it is a problem here; one in the last quarter of its
+	// validity is a warning.
+	var warnings []string
+	if cfg != nil {
+		expired, soon := cfg.CRLProblems(time.Now())
+		for _, p := range expired {
+			problems = append(problems, p.Error())
+		}
+		for _, p := range soon {
+			warnings = append(warnings, p.Error())
+		}
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, w)
+	}
 
 	if len(problems) > 0 {
 		for _, p := range problems {

@@ -221,3 +221,63 @@ func writeServerCert(t *testing.T, certPath, keyPath string) {
 		t.Fatal(err)
 	}
 }
+
+// TestExamplesListenLocally: the examples must run next to other services.
+// By default each listens on 127.0.0.1 only, on its documented ports, with
+// no HTTP->HTTPS redirect listener on port 80; MCC_BIND, MCC_PORT and
+// MCC_HANDSHAKE_PORT move them.
+func TestExamplesListenLocally(t *testing.T) {
+	for _, k := range []string{"MCC_BIND", "MCC_PORT", "MCC_HANDSHAKE_PORT"} {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)  // unset, so the Caddyfile defaults apply
+	}
+	defaults := map[string][]string{
+		"defense.Caddyfile":        {"127.0.0.1:8443", "127.0.0.1:8444"},
+		"detection.Caddyfile":      {"127.0.0.1:8443"},
+		"defense-events.Caddyfile": {"127.0.0.1:8443"},
+	}
+	moved := map[string][]string{
+		"defense.Caddyfile":        {"127.0.0.2:9443", "127.0.0.2:9444"},
+		"detection.Caddyfile":      {"127.0.0.2:9443"},
+		"defense-events.Caddyfile": {"127.0.0.2:9443"},
+	}
+	for name, want := range defaults {
+		t.Run(name, func(t *testing.T) {
+			checkListeners(t, adapt(t, name), want)
+		})
+	}
+	t.Setenv("MCC_BIND", "127.0.0.2")
+	t.Setenv("MCC_PORT", "9443")
+	t.Setenv("MCC_HANDSHAKE_PORT", "9444")
+	for name, want := range moved {
+		t.Run(name+"/env", func(t *testing.T) {
+			checkListeners(t, adapt(t, name), want)
+		})
+	}
+}
+
+// checkListeners checks that the adapted config's HTTP servers listen on
+// exactly want and that none adds automatic HTTP->HTTPS redirects (which
+// would open port 80).
+func checkListeners(t *testing.T, cfg map[string]any, want []string) {
+	t.Helper()
+	servers, _ := cfg["apps"].(map[string]any)["http"].(map[string]any)["servers"].(map[string]any)
+	var got []string
+	for name, s := range servers {
+		srv := s.(map[string]any)
+		for _, l := range srv["listen"].([]any) {
+			got = append(got, l.(string))
+		}
+		auto, _ := srv["automatic_https"].(map[string]any)
+		if auto["disable_redirects"] != true {
+			t.Errorf("server %s: automatic_https.disable_redirects = %v, want true (no port 80 listener)", name, auto["disable_redirects"])
+		}
+	}
+	slices.Sort(got)
+	if http, _ := cfg["apps"].(map[string]any)["http"].(map[string]any); http["http_port"] != nil {
+		t.Errorf("http_port is set (%v); the examples open no plain HTTP port", http["http_port"])
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("listen addresses %v, want %v", got, want)
+	}
+}

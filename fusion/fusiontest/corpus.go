@@ -18,6 +18,7 @@
 package fusiontest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -215,6 +216,12 @@ func NewCorpus(t testing.TB, setID, appID string) *Corpus {
 		big, _ := asn1.Marshal(make([]byte, 20<<10))
 		x.ExtraExtensions = append(x.ExtraExtensions, pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Value: big})
 	}))
+	// RFC 5280 wants a positive serial. Go signs and parses serial 0; a
+	// negative one it neither signs nor parses, so that case is serial 0
+	// re-encoded as -1 (the signature no longer matters: it never parses).
+	serialZero := c.issue(t, c.LeafKey, func(x *x509.Certificate) { x.SerialNumber = big.NewInt(0) })
+	c.add(Case{Name: "serial_zero", Want: threat.ReasonCertMalformed}, serialZero)
+	c.add(Case{Name: "serial_negative", Want: threat.ReasonCertMalformed}, negativeSerial(t, serialZero))
 	c.add(Case{Name: "leaf_is_ca", Want: threat.ReasonCertMalformed}, c.issue(t, c.LeafKey, func(x *x509.Certificate) {
 		x.IsCA, x.BasicConstraintsValid = true, true
 	}))
@@ -401,6 +408,21 @@ func selfSignedCA(t testing.TB, name string, key *ecdsa.PrivateKey, now time.Tim
 		t.Fatalf("fusiontest: parsing CA: %v", err)
 	}
 	return cert
+}
+
+// negativeSerial re-encodes the serial 0 of der as -1 (same length, so the
+// DER stays well formed).
+func negativeSerial(t testing.TB, der []byte) []byte {
+	t.Helper()
+	// TBSCertificate: version [0] INTEGER 2, then serialNumber INTEGER 0.
+	marker := []byte{0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x00}
+	i := bytes.Index(der, marker)
+	if i < 0 {
+		t.Fatal("fusiontest: no serial 0 in certificate")
+	}
+	out := bytes.Clone(der)
+	out[i+len(marker)-1] = 0xff
+	return out
 }
 
 func randomSerial(t testing.TB) *big.Int {

@@ -8,12 +8,16 @@
 // so that all of a subject's keys hash to one slot and a script may touch them
 // together:
 //
-//	mcc:{<set>}:score:ip:<client ip>       running score, expires at the end of its window
+//	mcc:{<set>}:score:ip:<client address>  running score, expires at the end of its window
 //	mcc:{<set>}:score:dev:<device id>
 //	mcc:{<set>}:score:cert:<leaf sha256>
 //	mcc:{<set>}:ban:ip:<client ip>         "1" while banned, expires with the ban (PX)
 //	mcc:{<set>}:ban:dev:<device id>
 //	mcc:{<set>}:ban:cert:<leaf sha256>
+//
+// The client address is what the fusion engine scores (threat.AddressKey):
+// an IPv4 address, or a prefix ("2001:db8:1:2::/64" for IPv6 by default,
+// "192.0.2.0/24" when a set aggregates IPv4).
 //
 // A value longer than MaxKeyValue bytes (a device id is whatever a client
 // sends) is replaced by "sha256:" and its hex digest, so a client cannot make
@@ -29,6 +33,14 @@
 // PTTL among the ban keys. Both turn a remaining time-to-live into an absolute
 // time with the gateway's own clock, so clock skew between gateways and Redis
 // does not move a ban's end.
+//
+// # Operators
+//
+// Bans and Lift (threat.BanAdmin, used by `mcc ban list|lift`) SCAN the ban
+// keys with MATCH and read their PTTL and score in one pipeline per batch;
+// Lift deletes the ban and the score key of each matching subject in one
+// DEL. They bypass the circuit breaker: an operator wants the error, not a
+// fallback.
 //
 // # Outages
 //

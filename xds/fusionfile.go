@@ -44,7 +44,7 @@ func loadFusion(path string) (*fusion.Config, *yaml.Node, error) {
 	rest, gw := splitGateway(data)
 	fc, err := fusion.Parse(rest, path, filepath.Dir(abs))
 	if err != nil {
-		return nil, nil, err
+		return nil, gw, err // the section is still decoded, for its problems
 	}
 	fc.Path = abs
 	return fc, gw, nil

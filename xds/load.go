@@ -5,17 +5,18 @@
 package xds
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/cfgerr"
 	"github.com/mccgate/mcc/xds/gateway"
 	"github.com/mccgate/mcc/xds/translate"
 )
@@ -31,26 +32,55 @@ type Config struct {
 	Files []string
 	// Version is a hash of those files' contents.
 	Version string
+	// CRLProblems are expired CRLs and CRLs close to expiry, as `mcc
+	// validate` reports them; they do not stop the configuration.
+	CRLProblems []cfgerr.Problem
 }
 
 // Load reads the fusion set file at path strictly, with its gateway section
-// and every file either refers to. A problem in the file is reported as a
-// *fusion.LoadError or a *gateway.Error, each problem with file, line and
-// field.
+// and every file either refers to. Problems in the file are reported
+// together as a *cfgerr.List (= *fusion.LoadError = *gateway.Error), each
+// with file, line and field.
 func Load(path string) (*Config, error) {
+	// Every problem `mcc validate` reports is reported here too, at once:
+	// those of the fusion sets, those of the gateway section (decoded even
+	// when the fusion sets have problems), and expired CRLs.
 	fc, gwNode, err := loadFusion(path)
+	var problems, crlProblems []cfgerr.Problem
 	if err != nil {
-		return nil, err
+		var le *fusion.LoadError
+		if !errors.As(err, &le) {
+			return nil, err
+		}
+		problems = append(problems, le.Problems...)
 	}
-	gw, err := gateway.Decode(gwNode, gateway.Options{
-		File:      path,
-		BaseDir:   filepath.Dir(fc.Path),
-		FusionSet: func(id string) bool { return fc.Sets[id] != nil },
-	})
-	if err != nil {
-		return nil, err
+	opts := gateway.Options{File: path, BaseDir: filepath.Dir(absPath(path))}
+	if fc != nil {
+		opts.FusionSet = func(id string) bool { return fc.Sets[id] != nil }
 	}
-	cfg := &Config{Fusion: fc, Gateway: gw, Input: translate.Input{Gateway: gw, Sets: map[string]*translate.FusionSet{}}}
+	var gw *gateway.Gateway
+	if fc != nil || gwNode != nil {
+		var gerr error
+		gw, gerr = gateway.Decode(gwNode, opts)
+		if gerr != nil {
+			var ge *gateway.Error
+			if !errors.As(gerr, &ge) {
+				return nil, gerr
+			}
+			problems = append(problems, ge.Problems...)
+		}
+	}
+	if fc != nil {
+		// An expired or nearly expired CRL is reported, not refused: Envoy
+		// (like mcc authz) then refuses the certificates it covers, which
+		// is the policy, while the other fusion sets keep working.
+		expired, soon := fc.CRLProblems(time.Now())
+		crlProblems = append(expired, soon...)
+	}
+	if len(problems) > 0 {
+		return nil, &cfgerr.List{Problems: problems}
+	}
+	cfg := &Config{Fusion: fc, Gateway: gw, CRLProblems: crlProblems, Input: translate.Input{Gateway: gw, Sets: map[string]*translate.FusionSet{}}}
 	for _, l := range gw.Listeners {
 		for _, id := range l.FusionSets() {
 			if cfg.Input.Sets[id] != nil {
@@ -71,6 +101,13 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
 // fusionSet is what Envoy's handshake needs of a compiled fusion set.
 func fusionSet(s *fusion.Set) (*translate.FusionSet, error) {
 	fs := &translate.FusionSet{
@@ -82,27 +119,11 @@ func fusionSet(s *fusion.Set) (*translate.FusionSet, error) {
 	for _, pin := range s.SPKIPins {
 		fs.SPKIPins = append(fs.SPKIPins, base64.StdEncoding.EncodeToString(pin))
 	}
-	for _, p := range s.CRLFiles() {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("revocation.crls: %w", err)
-		}
-		fs.CRLPEM = append(fs.CRLPEM, crlPEM(data)...)
-	}
+	// The CRLs the fusion engine accepted (a CRL with a lower number than
+	// one already seen is refused there), so that Envoy and mcc authz
+	// enforce the same revocations.
+	fs.CRLPEM = s.CRLPEM()
 	return fs, nil
-}
-
-// crlPEM returns a CRL file as PEM: Envoy's crl data source wants PEM, while
-// the fusion set file also takes DER (what `openssl ca -gencrl -outform DER`
-// and many CAs publish).
-func crlPEM(data []byte) []byte {
-	if bytes.Contains(data, []byte("-----BEGIN")) {
-		if !bytes.HasSuffix(data, []byte("\n")) {
-			data = append(data, '\n')
-		}
-		return data
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: data})
 }
 
 // filesVersion hashes the files' names and contents.

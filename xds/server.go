@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/mccgate/mcc/xds/serve"
 	"github.com/mccgate/mcc/xds/translate"
@@ -35,6 +37,18 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful stop of the gRPC server.
 	ShutdownTimeout time.Duration
 	Logger          *zap.Logger
+	// Creds, when set, secure the xDS listener (secure.ServerFlags
+	// .GRPCCredentials: TLS, and with a client CA, mTLS).
+	Creds credentials.TransportCredentials
+	// ClientCertificates says that Creds require a verified client
+	// certificate: node groups are then served only to their peers. It
+	// only shapes the warnings at load; the check itself reads each
+	// connection's certificate.
+	ClientCertificates bool
+	// AdminTLS, when set, serves the admin listener over TLS.
+	AdminTLS *tls.Config
+	// Limits of the control plane (zero: serve's defaults).
+	MaxNodes, MaxStreams, MaxNACKDetail int
 }
 
 // Server is the control plane of one fusion set file.
@@ -64,7 +78,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		o.Logger = zap.NewNop()
 	}
 	s := &Server{opts: o, log: o.Logger, watched: []string{o.ConfigPath}}
-	s.cp = serve.New(ctx, serve.Options{Logger: o.Logger})
+	s.cp = serve.New(ctx, serve.Options{Logger: o.Logger, MaxNodes: o.MaxNodes, MaxStreams: o.MaxStreams, MaxNACKDetail: o.MaxNACKDetail})
 	if err := s.reload(ctx, true); err != nil {
 		return nil, err
 	}
@@ -107,7 +121,15 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 		s.lastErr = err.Error()
 		return err
 	}
-	if err := s.cp.Publish(ctx, serve.Update{ConfigVersion: cfg.Version, Groups: groups, Started: started}); err != nil {
+	peers := map[string][]string{}
+	for _, ng := range cfg.Gateway.NodeGroups {
+		peers[ng.Cluster] = ng.Peers
+	}
+	var warnings []string
+	for _, p := range cfg.CRLProblems {
+		warnings = append(warnings, p.Error())
+	}
+	if err := s.cp.Publish(ctx, serve.Update{ConfigVersion: cfg.Version, Groups: groups, Peers: peers, Warnings: warnings, Started: started}); err != nil {
 		if s.cfg != nil && (changed || err.Error() != s.lastErr) {
 			s.refused(err)
 		}
@@ -118,6 +140,14 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 		s.log.Info("configuration loaded", zap.String("file", s.opts.ConfigPath), zap.String("version", cfg.Version),
 			zap.Int("fusion_sets", len(cfg.Input.Sets)), zap.Int("node_groups", len(groups)),
 			zap.Duration("took", time.Since(started)))
+		s.warnPeers(cfg)
+		for _, p := range cfg.CRLProblems {
+			if strings.HasPrefix(p.Msg, "warning:") {
+				s.log.Warn("CRL close to expiry", zap.String("problem", p.Error()))
+			} else {
+				s.log.Error("CRL expired: Envoy refuses every certificate it covers until it is re-signed", zap.String("problem", p.Error()))
+			}
+		}
 	}
 	s.cfg = cfg
 	s.lastErr = ""
@@ -129,6 +159,21 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 		}
 	}
 	return nil
+}
+
+// warnPeers says which node groups no Envoy can receive, given whether
+// client certificates are asked for.
+func (s *Server) warnPeers(cfg *Config) {
+	for _, ng := range cfg.Gateway.NodeGroups {
+		switch {
+		case s.opts.ClientCertificates && len(ng.Peers) == 0:
+			s.log.Warn("node group lists no peers: with client certificates on, no Envoy may act as it (list its certificate identities in gateway.node_groups[].peers)",
+				zap.String("group", ng.Cluster))
+		case !s.opts.ClientCertificates && len(ng.Peers) > 0:
+			s.log.Warn("node group lists peers, but mcc xds asks for no client certificates (--client-ca): no Envoy can prove to be one, so the group is served to no one",
+				zap.String("group", ng.Cluster), zap.Strings("peers", ng.Peers))
+		}
+	}
 }
 
 func (s *Server) refused(err error) {
@@ -174,21 +219,30 @@ func (s *Server) poll(ctx context.Context) {
 // Then it stops gracefully: in-flight RPCs get ShutdownTimeout, after which
 // the servers are stopped hard.
 func (s *Server) Serve(ctx context.Context, xdsLis, adminLis net.Listener) error {
-	gs := grpc.NewServer(serve.ServerOptions()...)
+	var extra []grpc.ServerOption
+	if s.opts.Creds != nil {
+		extra = append(extra, grpc.Creds(s.opts.Creds))
+	}
+	gs := grpc.NewServer(s.cp.ServerOptions(extra...)...)
 	s.cp.Register(gs)
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(xdsLis) }()
 
 	var hs *http.Server
 	if adminLis != nil {
-		hs = &http.Server{Handler: s.cp.AdminHandler(s.opts.AdminToken), ReadHeaderTimeout: 10 * time.Second}
+		if s.opts.AdminTLS != nil {
+			adminLis = tls.NewListener(adminLis, s.opts.AdminTLS)
+		}
+		hs = &http.Server{Handler: s.cp.AdminHandler(s.opts.AdminToken), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: zap.NewStdLog(s.log.Named("admin"))}
 		go func() {
 			if err := hs.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("admin server: %w", err)
 			}
 		}()
 	}
-	s.log.Info("xDS control plane serving", zap.String("xds", xdsLis.Addr().String()), zap.String("admin", listenAddr(adminLis)))
+	s.log.Info("xDS control plane serving", zap.String("xds", xdsLis.Addr().String()), zap.String("admin", listenAddr(adminLis)),
+		zap.Bool("tls", s.opts.Creds != nil), zap.Bool("client_certificates", s.opts.ClientCertificates), zap.Bool("admin_tls", s.opts.AdminTLS != nil))
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()

@@ -120,25 +120,9 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("mcc authz serves TLS, but the gateway section has no authz.tls: Envoy will call it in plaintext and fail",
 			zap.String("config", *configPath))
 	}
-	if err := tlsFlags.CheckListen("--listen", *listen, log); err != nil {
-		return err
-	}
-	if *alsListen != "" {
-		if err := tlsFlags.CheckListen("--access-log-listen", *alsListen, log); err != nil {
-			return err
-		}
-	}
 	adminOn := *admin != "" && *admin != "off"
-	if adminOn {
-		if err := tlsFlags.CheckAdminListen("--admin", *admin, log); err != nil {
-			return err
-		}
-	}
-	creds, err := tlsFlags.GRPCCredentials()
-	if err != nil {
-		return err
-	}
-	adminTLS, err := tlsFlags.AdminTLS()
+	creds, adminTLS, err := tlsFlags.Prepare(log, secure.Addr{Flag: "--admin", Address: *admin},
+		secure.Addr{Flag: "--listen", Address: *listen}, secure.Addr{Flag: "--access-log-listen", Address: *alsListen})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 // Package envoy_test checks the Envoy example: both bootstraps load as Envoy
-// would parse them and pass recursive validation, and the fusion set file
-// (with freshly generated PEM files) loads, translates and validates.
+// would parse them and pass recursive validation, the fusion set file (with
+// freshly generated PEM files) loads, translates and validates, and the
+// example runs with the hardened defaults: mcc xds over mTLS as the README
+// starts it, with certificates made as the README makes them, and an ADS
+// client presenting Envoy's certificate from the bootstrap.
 package envoy_test
 
 import (
@@ -10,13 +13,17 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
 	// Every "@type" the bootstraps use must be linked in, or protojson
 	// cannot resolve it (as Envoy could not without the extension).
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	"github.com/mccgate/mcc/xds"
@@ -78,6 +85,10 @@ func TestBootstraps(t *testing.T) {
 			}
 			if _, ok := c.GetTypedExtensionProtocolOptions()[translate.HTTPProtocolOptionsKey]; !ok {
 				t.Error("xds_cluster does not speak HTTP/2 (gRPC needs it)")
+			}
+			tc := xdsClusterTLS(t, b)
+			if got := tc; got.cert != "envoy.pem" || got.key != "envoy-key.pem" || got.ca != "control-ca/ca.pem" || got.san != "localhost" || got.sni != "localhost" || !got.h2 {
+				t.Errorf("xds_cluster TLS = %+v, want Envoy's client certificate, the control CA, SAN and SNI localhost, ALPN h2", got)
 			}
 		})
 	}
@@ -141,8 +152,20 @@ func TestFusionSetsExample(t *testing.T) {
 			t.Errorf("watched file %s is outside the example directory", f)
 		}
 	}
-	if len(cfg.Files) != 9 || filepath.Base(cfg.Files[0]) != "fusion-sets.yaml" {
+	// delivery: file: mcc xds reads neither server.pem nor server-key.pem.
+	if len(cfg.Files) != 7 || filepath.Base(cfg.Files[0]) != "fusion-sets.yaml" {
 		t.Errorf("watched files = %v", cfg.Files)
+	}
+	sec := findResource[*tlsv3.Secret](t, res, resourcev3.SecretType, translate.ServerCertSecretName("edge"))
+	if tc := sec.GetTlsCertificate(); tc.GetPrivateKey().GetFilename() != filepath.Join(dir, "server-key.pem") || len(tc.GetPrivateKey().GetInlineBytes()) != 0 {
+		t.Errorf("server certificate secret = %v, want the key file's path and no key", tc)
+	}
+	cl := findResource[*clusterv3.Cluster](t, res, resourcev3.ClusterType, translate.AuthzCluster)
+	if cl.GetTransportSocket() == nil {
+		t.Error("the mcc-authz cluster has no TLS transport socket")
+	}
+	if g := cfg.Gateway.NodeGroups[0]; len(g.Peers) != 1 || g.Peers[0] != envoyIdentity {
+		t.Errorf("node group peers = %v, want the identity of the README's envoy.pem", g.Peers)
 	}
 	t.Logf("example: %d resources, %d watched files, version %s", n, len(cfg.Files), cfg.Version)
 }

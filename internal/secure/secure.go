@@ -309,3 +309,36 @@ func ReadSecretFile(path string) (string, error) {
 	}
 	return s, nil
 }
+
+// Addr is a listen address and the flag it came from, for errors.
+type Addr struct{ Flag, Address string }
+
+// Prepare applies the listener rule to every gRPC address Envoy calls and
+// to the admin address (skipped when empty or "off"), then returns the gRPC
+// transport credentials (nil: plaintext) and the admin TLS config (nil:
+// plaintext). Every command that serves Envoy starts with it, so the rule
+// is checked the same way everywhere.
+func (f *ServerFlags) Prepare(log *zap.Logger, admin Addr, grpcAddrs ...Addr) (credentials.TransportCredentials, *tls.Config, error) {
+	for _, a := range grpcAddrs {
+		if a.Address == "" {
+			continue
+		}
+		if err := f.CheckListen(a.Flag, a.Address, log); err != nil {
+			return nil, nil, err
+		}
+	}
+	if admin.Address != "" && admin.Address != "off" {
+		if err := f.CheckAdminListen(admin.Flag, admin.Address, log); err != nil {
+			return nil, nil, err
+		}
+	}
+	creds, err := f.GRPCCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	adminTLS, err := f.AdminTLS()
+	if err != nil {
+		return nil, nil, err
+	}
+	return creds, adminTLS, nil
+}

@@ -116,11 +116,50 @@ func (d *decoder) authz(path string, n *yaml.Node) Authz {
 	d.mapping(n, path,
 		field{"address", func(p string, v *yaml.Node) { haveAddr = true; a.Address = d.endpoint(p, v) }},
 		field{"timeout", func(p string, v *yaml.Node) { a.Timeout = d.duration(p, v) }},
+		field{"access_log_address", func(p string, v *yaml.Node) { a.AccessLogAddress = d.endpoint(p, v) }},
+		field{"tls", func(p string, v *yaml.Node) { a.TLS = d.upstreamTLS(p, v) }},
 	)
 	if !haveAddr {
 		d.addf(n, path+".address", "missing: IP:port where mcc authz listens")
 	}
 	return a
+}
+
+// upstreamTLS reads the files and name with which Envoy reaches a service
+// over mTLS. The files are Envoy's: they are named, never read.
+func (d *decoder) upstreamTLS(path string, n *yaml.Node) *UpstreamTLS {
+	t := &UpstreamTLS{}
+	if !d.mapping(n, path,
+		field{"ca_file", func(p string, v *yaml.Node) { t.CAFile = d.path(p, v) }},
+		field{"cert_file", func(p string, v *yaml.Node) { t.CertFile = d.path(p, v) }},
+		field{"key_file", func(p string, v *yaml.Node) { t.KeyFile = d.path(p, v) }},
+		field{"server_name", func(p string, v *yaml.Node) {
+			s := d.text(v, p)
+			if s == "" {
+				return
+			}
+			if net.ParseIP(s) == nil {
+				if err := checkHost(s); err != nil || strings.HasPrefix(s, "*.") {
+					d.addf(v, p, fmt.Sprintf("must be the DNS name or IP address in the server's certificate, got %q", s))
+					return
+				}
+			}
+			t.ServerName = s
+		}},
+	) {
+		return nil
+	}
+	for _, f := range []struct{ key, val, why string }{
+		{"ca_file", t.CAFile, "the CA that signs mcc authz's server certificate (Envoy verifies it)"},
+		{"cert_file", t.CertFile, "Envoy's client certificate (mcc authz verifies it)"},
+		{"key_file", t.KeyFile, "the key of Envoy's client certificate"},
+		{"server_name", t.ServerName, "the name in mcc authz's server certificate: without it any certificate of the CA would pass as mcc authz"},
+	} {
+		if f.val == "" && !hasKey(n, f.key) {
+			d.addf(n, path+"."+f.key, "missing: "+f.why)
+		}
+	}
+	return t
 }
 
 func (d *decoder) listener(path string, n *yaml.Node) *Listener {
@@ -165,12 +204,49 @@ func (d *decoder) listener(path string, n *yaml.Node) *Listener {
 }
 
 func (d *decoder) certificate(path string, n *yaml.Node, l *Listener) {
-	var certNode, keyNode *yaml.Node
+	var certNode, keyNode, envoyCert, envoyKey *yaml.Node
+	l.Delivery = DeliveryInline
 	if !d.mapping(n, path,
 		field{"cert_file", func(p string, v *yaml.Node) { certNode = v; l.CertFile = d.path(p, v) }},
 		field{"key_file", func(p string, v *yaml.Node) { keyNode = v; l.KeyFile = d.path(p, v) }},
+		field{"delivery", func(p string, v *yaml.Node) {
+			switch s := d.text(v, p); Delivery(s) {
+			case DeliveryInline, DeliveryFile:
+				l.Delivery = Delivery(s)
+			case "":
+			default:
+				d.addf(v, p, fmt.Sprintf("must be %q (mcc xds sends the key by SDS) or %q (Envoy reads the files), got %q", DeliveryInline, DeliveryFile, s))
+			}
+		}},
+		field{"envoy_cert_path", func(p string, v *yaml.Node) { envoyCert = v; l.EnvoyCertPath = d.path(p, v) }},
+		field{"envoy_key_path", func(p string, v *yaml.Node) { envoyKey = v; l.EnvoyKeyPath = d.path(p, v) }},
 	) {
 		return
+	}
+	if l.Delivery == DeliveryFile {
+		// Envoy reads the files; mcc xds never touches them (the key need
+		// not even exist on this host).
+		if l.EnvoyCertPath == "" {
+			l.EnvoyCertPath = l.CertFile
+		}
+		if l.EnvoyKeyPath == "" {
+			l.EnvoyKeyPath = l.KeyFile
+		}
+		if certNode == nil && envoyCert == nil {
+			d.addf(n, path+".envoy_cert_path", "missing: the certificate file as Envoy sees it (or cert_file)")
+		}
+		if keyNode == nil && envoyKey == nil {
+			d.addf(n, path+".envoy_key_path", "missing: the key file as Envoy sees it (or key_file)")
+		}
+		return
+	}
+	for _, f := range []struct {
+		key  string
+		node *yaml.Node
+	}{{"envoy_cert_path", envoyCert}, {"envoy_key_path", envoyKey}} {
+		if f.node != nil {
+			d.addf(f.node, path+"."+f.key, "only with delivery: file (inline delivery sends the files' contents)")
+		}
 	}
 	if certNode == nil {
 		d.addf(n, path+".cert_file", "missing")
@@ -282,6 +358,22 @@ func (d *decoder) nodeGroup(path string, n *yaml.Node) *NodeGroup {
 				}
 			})
 		}},
+		field{"peers", func(p string, v *yaml.Node) {
+			seen := map[string]bool{}
+			d.sequence(v, p, func(p string, v *yaml.Node) {
+				s := d.text(v, p)
+				switch {
+				case s == "":
+				case len(s) > maxPeerLen || strings.ContainsAny(s, " \t\r\n"):
+					d.addf(v, p, fmt.Sprintf("must be a certificate identity (URI SAN, DNS SAN or CN) of at most %d characters without white space, got %q", maxPeerLen, s))
+				case seen[s]:
+					d.addf(v, p, fmt.Sprintf("peer %q listed twice", s))
+				default:
+					seen[s] = true
+					g.Peers = append(g.Peers, s)
+				}
+			})
+		}},
 	)
 	if !ok {
 		return nil
@@ -295,6 +387,9 @@ func (d *decoder) nodeGroup(path string, n *yaml.Node) *NodeGroup {
 	d.groupLines[g] = gn
 	return g
 }
+
+// maxPeerLen bounds a peer identity (a SPIFFE ID is at most 2048 bytes).
+const maxPeerLen = 2048
 
 // name reads a resource name; it becomes part of Envoy resource names.
 func (d *decoder) name(path string, n *yaml.Node) string {

@@ -7,6 +7,12 @@
 //	  authz:                        # mcc authz: ext_authz and the handshake access log
 //	    address: 127.0.0.1:9001     # IP:port (Envoy resolves no names for EDS endpoints)
 //	    timeout: 250ms              # ext_authz call timeout (default 250ms)
+//	    access_log_address: 127.0.0.1:9002  # optional: mcc authz --access-log-listen
+//	    tls:                        # optional: Envoy calls mcc authz over mTLS
+//	      ca_file: control-ca.pem   # CA of mcc authz's server certificate  } files Envoy
+//	      cert_file: envoy.pem      # Envoy's client certificate            } reads; relative
+//	      key_file: envoy-key.pem   # its key                               } to this file
+//	      server_name: localhost    # SNI and the SAN Envoy checks (DNS name or IP)
 //	  listeners:
 //	    - name: edge                # Envoy listener mcc-listener-edge
 //	      address: 0.0.0.0          # IP to bind (default 0.0.0.0)
@@ -14,6 +20,10 @@
 //	      certificate:              # the server certificate this listener presents
 //	        cert_file: edge.pem     # PEM chain, leaf first; relative to the fusion set file
 //	        key_file: edge-key.pem  # PEM private key
+//	        delivery: inline        # inline (default): mcc xds reads both and sends them by SDS;
+//	                                # file: Envoy reads them (SDS names the paths), mcc xds reads neither
+//	        envoy_cert_path: /etc/envoy/edge.pem      # file delivery: the paths as Envoy sees
+//	        envoy_key_path: /etc/envoy/edge-key.pem   # them (default: cert_file, key_file)
 //	      routes:
 //	        - host: api.app-a.example.com  # TLS SNI and HTTP Host; "*.example.com" allowed
 //	          path_prefix: /               # default "/"
@@ -27,6 +37,7 @@
 //	  node_groups:
 //	    - cluster: edge-eu          # matched against the Envoy node's `cluster`
 //	      listeners: [edge]
+//	      peers: ["spiffe://mcc/envoy/edge-eu"]  # client certificate identities allowed to act as it
 //
 // Every Envoy whose node.cluster names a node group gets that group's
 // listeners and everything they reference, nothing more: in ADS mode the
@@ -57,7 +68,40 @@ type Gateway struct {
 type Authz struct {
 	Address Endpoint
 	Timeout time.Duration
+	// AccessLogAddress, when set, is where the access-log service listens
+	// apart from Check (mcc authz --access-log-listen); zero: Address.
+	AccessLogAddress Endpoint
+	// TLS, when set, makes Envoy call mcc authz (both services) over mTLS.
+	TLS *UpstreamTLS
 }
+
+// UpstreamTLS is how Envoy reaches a control-channel service over mTLS.
+// The paths are files Envoy reads on its own host: mcc xds names them and
+// never reads them (relative paths are resolved against the fusion set
+// file's directory, which fits an Envoy on the same host; write absolute
+// paths otherwise).
+type UpstreamTLS struct {
+	// CAFile holds the CA that signs the server's certificate.
+	CAFile string
+	// CertFile and KeyFile are Envoy's client certificate and key.
+	CertFile, KeyFile string
+	// ServerName is sent as SNI (when a DNS name) and must be a SAN of the
+	// server's certificate (DNS, or IP address).
+	ServerName string
+}
+
+// Delivery says how a listener's certificate reaches Envoy.
+type Delivery string
+
+// Certificate deliveries.
+const (
+	// DeliveryInline: mcc xds reads the certificate and key and sends both
+	// inline in the SDS secret (the key travels over the xDS channel).
+	DeliveryInline Delivery = "inline"
+	// DeliveryFile: the SDS secret names files on the Envoy host; Envoy
+	// reads (and watches) them, and no private key leaves that host.
+	DeliveryFile Delivery = "file"
+)
 
 // Endpoint is an IP address and a port.
 type Endpoint struct {
@@ -73,9 +117,15 @@ type Listener struct {
 	// CertFile and KeyFile are absolute paths; CertPEM and KeyPEM their
 	// contents, checked to be a matching pair. KeyPEM is secret: it goes to
 	// Envoy by SDS and nowhere else (never into logs or the status page).
+	// With file delivery neither file is read (both PEMs stay nil).
 	CertFile, KeyFile string
 	CertPEM, KeyPEM   []byte
-	Routes            []*Route
+	// Delivery is inline (default) or file.
+	Delivery Delivery
+	// EnvoyCertPath and EnvoyKeyPath are the files Envoy reads with file
+	// delivery (default: CertFile and KeyFile).
+	EnvoyCertPath, EnvoyKeyPath string
+	Routes                      []*Route
 }
 
 // Route sends requests for a host (and path prefix) to an upstream, guarded
@@ -99,6 +149,12 @@ type Upstream struct {
 type NodeGroup struct {
 	Cluster   string
 	Listeners []string
+	// Peers are the client certificate identities (URI SAN, DNS SAN or
+	// subject CN) that may act as this group on the xDS channel. With
+	// client certificates on, a group without peers is served to no one;
+	// without them (loopback plaintext), a group with peers is served to no
+	// one, since nobody can prove an identity.
+	Peers []string
 }
 
 // Listener returns the listener called name.
@@ -126,7 +182,9 @@ func (g *Gateway) Upstream(name string) *Upstream {
 func (g *Gateway) Files() []string {
 	var out []string
 	for _, l := range g.Listeners {
-		out = append(out, l.CertFile, l.KeyFile)
+		if l.Delivery != DeliveryFile {
+			out = append(out, l.CertFile, l.KeyFile)
+		}
 	}
 	return out
 }

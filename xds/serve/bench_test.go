@@ -79,7 +79,7 @@ func benchPropagation(b *testing.B, clients, sets int, change string, delta bool
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := grpc.NewServer(serve.ServerOptions()...)
+	gs := grpc.NewServer(cp.ServerOptions()...)
 	cp.Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()

@@ -4,6 +4,12 @@
 // group back when a node rejects (NACKs) its snapshot, and serves an admin
 // port with health, Prometheus metrics and per-node status.
 //
+// A node group is served only to the client certificates its peers name
+// (see ControlPlane.admit): a stream that may not act as the group its node
+// names is ended before anything is sent, and its ACKs and NACKs never
+// count. The node table, the streams, request sizes and the NACK detail
+// kept are bounded (Options, ServerOptions).
+//
 // It knows nothing about fusion sets: it publishes whatever resources it is
 // given, grouped by Envoy node cluster.
 package serve
@@ -47,7 +53,29 @@ type Options struct {
 	KeepGood int
 	// Clock stamps the status page; nil means time.Now.
 	Clock func() time.Time
+	// MaxNodes bounds the node table of the status page (default
+	// DefaultMaxNodes). When it is full, the disconnected node seen
+	// longest ago is forgotten; when every tracked node is connected, a new
+	// node is refused (ResourceExhausted).
+	MaxNodes int
+	// MaxStreams bounds the xDS streams open at once, over all connections
+	// (default DefaultMaxStreams); more are refused (ResourceExhausted).
+	MaxStreams int
+	// MaxNACKDetail is how many bytes of a NACK's error_detail message are
+	// kept for the status page and the log (default DefaultMaxNACKDetail).
+	MaxNACKDetail int
 }
+
+// Defaults of Options and of ServerOptions: far above what a fleet of
+// Envoys needs (one ADS stream each, small requests), far below what would
+// let one client exhaust the control plane.
+const (
+	DefaultMaxNodes                = 4096
+	DefaultMaxStreams              = 4096
+	DefaultMaxNACKDetail           = 2048
+	DefaultMaxStreamsPerConnection = 16
+	DefaultMaxRecvMsgSize          = 1 << 20
+)
 
 // ControlPlane holds the snapshot cache, the xDS server and the state the
 // status page and the NACK rollback need.
@@ -55,11 +83,13 @@ type ControlPlane struct {
 	log      *zap.Logger
 	validate func(types.Resource) error
 	keepGood int
-	now      func() time.Time
-	cache    cachev3.SnapshotCache
-	server   serverv3.Server
-	metrics  *metrics
-	ctx      context.Context
+	// limits (Options)
+	maxNodes, maxStreams, maxNACKDetail int
+	now                                 func() time.Time
+	cache                               cachev3.SnapshotCache
+	server                              serverv3.Server
+	metrics                             *metrics
+	ctx                                 context.Context
 
 	// publishMu orders every SetSnapshot (publications and rollbacks), so a
 	// late rollback can never overwrite a newer configuration.
@@ -86,9 +116,13 @@ type groupState struct {
 	lastACKed      string
 	rolledBackFrom string
 	rolledBackAt   time.Time
+	// peers are the client certificate identities that may act as the
+	// group (Update.Peers).
+	peers []string
 }
 
 type configState struct {
+	warnings    []string
 	version     string
 	loadedAt    time.Time
 	lastError   string
@@ -109,16 +143,29 @@ func New(ctx context.Context, o Options) *ControlPlane {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.MaxNodes <= 0 {
+		o.MaxNodes = DefaultMaxNodes
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = DefaultMaxStreams
+	}
+	if o.MaxNACKDetail <= 0 {
+		o.MaxNACKDetail = DefaultMaxNACKDetail
+	}
 	cp := &ControlPlane{
 		log:      o.Logger,
 		validate: o.Validate,
 		keepGood: o.KeepGood,
 		now:      o.Clock,
-		metrics:  newMetrics(),
-		ctx:      ctx,
-		groups:   map[string]*groupState{},
-		nodes:    map[string]*nodeState{},
-		streams:  map[streamKey]*streamState{},
+
+		maxNodes:      o.MaxNodes,
+		maxStreams:    o.MaxStreams,
+		maxNACKDetail: o.MaxNACKDetail,
+		metrics:       newMetrics(),
+		ctx:           ctx,
+		groups:        map[string]*groupState{},
+		nodes:         map[string]*nodeState{},
+		streams:       map[streamKey]*streamState{},
 	}
 	cp.cache = cachev3.NewSnapshotCache(true, ClusterHash{}, zapCacheLogger{o.Logger.Named("cache")})
 	cp.server = serverv3.NewServer(ctx, cp.cache, callbacks{cp})
@@ -136,6 +183,13 @@ type Update struct {
 	// Started is when building the configuration began (file read); the
 	// build-time histogram measures from it. Zero means now.
 	Started time.Time
+	// Peers maps node cluster to the client certificate identities that
+	// may act as that group (see ControlPlane.admit). Streams that lose
+	// their right with this update are ended.
+	Peers map[string][]string
+	// Warnings about the configuration that did not stop it (CRLs expired
+	// or close to expiry), shown on the status page.
+	Warnings []string
 }
 
 // Publish checks every group's snapshot (Snapshot.Consistent and deep
@@ -165,6 +219,17 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 	cp.publishMu.Lock()
 	defer cp.publishMu.Unlock()
 	cp.mu.Lock()
+	// Peers first, and the streams that lost their right cut off, before
+	// any new snapshot can reach them.
+	for _, cluster := range sortedKeys(snaps) {
+		cp.group(cluster).peers = append([]string(nil), u.Peers[cluster]...)
+	}
+	for cluster, gs := range cp.groups {
+		if _, ok := snaps[cluster]; !ok {
+			gs.peers = nil
+		}
+	}
+	cp.revokeStreams()
 	for cluster := range cp.groups {
 		if _, ok := snaps[cluster]; !ok && cp.groups[cluster].current != nil {
 			snaps[cluster] = emptySnapshot()
@@ -190,6 +255,8 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 	cp.config.version = u.ConfigVersion
 	cp.config.loadedAt = cp.now()
 	cp.config.lastError = ""
+	cp.config.lastErrorAt = time.Time{}
+	cp.config.warnings = append([]string(nil), u.Warnings...)
 	cp.mu.Unlock()
 
 	for _, cluster := range set {
@@ -205,6 +272,20 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 	cp.metrics.publishes.Inc()
 	cp.metrics.buildSeconds.Observe(time.Since(u.Started).Seconds())
 	return nil
+}
+
+// revokeStreams ends the identified streams whose certificate is no longer
+// a peer of their group: their next send fails, and so does their next
+// request.
+func (cp *ControlPlane) revokeStreams() {
+	for _, st := range cp.streams {
+		if !st.known {
+			continue
+		}
+		if reason, err := cp.admit(st); err != nil {
+			_ = cp.refuse(st, reason, err)
+		}
+	}
 }
 
 // buildSnapshot versions, assembles and checks one group's snapshot.

@@ -41,7 +41,7 @@ func start(t *testing.T, token string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(serve.ServerOptions()...)
+	gs := grpc.NewServer(cp.ServerOptions()...)
 	cp.Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	admin := httptest.NewServer(cp.AdminHandler(token))

@@ -20,6 +20,7 @@ type metrics struct {
 	publishes       prometheus.Counter
 	configErrors    prometheus.Counter
 	unknownClusters prometheus.Counter
+	refused         *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -56,6 +57,10 @@ func newMetrics() *metrics {
 		unknownClusters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mcc_xds_unknown_cluster_streams_total", Help: "Streams from nodes whose cluster matches no node group.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcc_xds_refused_streams_total",
+			Help: "xDS streams and fetches refused, by reason (not_a_peer, no_certificate, unknown_group, node_changed, invalid_node, limit).",
+		}, []string{"reason"}),
 	}
 	// Zero series from the start, so dashboards and alerts see the types
 	// before the first push.
@@ -64,10 +69,13 @@ func newMetrics() *metrics {
 		m.acks.WithLabelValues(typeLabel(t))
 		m.nacks.WithLabelValues(typeLabel(t))
 	}
+	for _, r := range []string{"not_a_peer", "no_certificate", "unknown_group", "node_changed", "invalid_node", "limit"} {
+		m.refused.WithLabelValues(r)
+	}
 	m.streams.WithLabelValues("sotw")
 	m.streams.WithLabelValues("delta")
 	m.registry.MustRegister(m.connectedNodes, m.streams, m.pushes, m.acks, m.nacks, m.rollbacks,
-		m.buildSeconds, m.publishes, m.configErrors, m.unknownClusters)
+		m.buildSeconds, m.publishes, m.configErrors, m.unknownClusters, m.refused)
 	return m
 }
 

@@ -23,6 +23,9 @@ type ConfigStatus struct {
 	// refused; empty once a good configuration loads again.
 	LastLoadError   string    `json:"last_load_error,omitempty"`
 	LastLoadErrorAt time.Time `json:"last_load_error_at,omitzero"`
+	// Warnings about the configuration served that did not stop it: CRLs
+	// expired (Envoy refuses what they cover) or close to expiry.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // GroupStatus describes one node group's snapshot.
@@ -72,6 +75,7 @@ func (cp *ControlPlane) Status() Status {
 			LoadedAt:        cp.config.loadedAt,
 			LastLoadError:   cp.config.lastError,
 			LastLoadErrorAt: cp.config.lastErrorAt,
+			Warnings:        append([]string(nil), cp.config.warnings...),
 		},
 		Groups: []GroupStatus{},
 		Nodes:  []NodeStatus{},

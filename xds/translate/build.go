@@ -82,8 +82,12 @@ func Build(in Input) (map[string]Resources, error) {
 				}
 			}
 		}
-		add(resourcev3.ClusterType, authzCluster(p))
+		add(resourcev3.ClusterType, authzCluster(p, AuthzCluster, g.Authz))
 		add(resourcev3.EndpointType, loadAssignment(AuthzCluster, []gateway.Endpoint{g.Authz.Address}))
+		if accessLogCluster(g.Authz) == AccessLogCluster {
+			add(resourcev3.ClusterType, authzCluster(p, AccessLogCluster, g.Authz))
+			add(resourcev3.EndpointType, loadAssignment(AccessLogCluster, []gateway.Endpoint{g.Authz.AccessLogAddress}))
+		}
 		for _, u := range upstreams {
 			add(resourcev3.ClusterType, upstreamCluster(p, u))
 			add(resourcev3.EndpointType, loadAssignment(UpstreamClusterName(u.Name), u.Endpoints))

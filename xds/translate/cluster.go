@@ -47,9 +47,22 @@ func edsCluster(p *packer, name string, connectTimeout time.Duration, http2 bool
 	return c
 }
 
-// authzCluster is mcc-authz: gRPC, so HTTP/2.
-func authzCluster(p *packer) *clusterv3.Cluster {
-	return edsCluster(p, AuthzCluster, authzConnectTimeout, true)
+// authzCluster is mcc-authz (or mcc-authz-access-log): gRPC, so HTTP/2,
+// over mTLS when the gateway section says how.
+func authzCluster(p *packer, name string, a gateway.Authz) *clusterv3.Cluster {
+	c := edsCluster(p, name, authzConnectTimeout, true)
+	if a.TLS != nil {
+		c.TransportSocket = upstreamTLS(p, a.TLS)
+	}
+	return c
+}
+
+// accessLogCluster is the cluster the listener access log streams to.
+func accessLogCluster(a gateway.Authz) string {
+	if a.AccessLogAddress.Port != 0 {
+		return AccessLogCluster
+	}
+	return AuthzCluster
 }
 
 func upstreamCluster(p *packer, u *gateway.Upstream) *clusterv3.Cluster {

@@ -16,11 +16,11 @@ func adsSource() *corev3.ConfigSource {
 	}
 }
 
-// authzService is the gRPC service of mcc authz, through the mcc-authz
-// cluster. A zero timeout leaves Envoy's default.
-func authzService(timeout time.Duration) *corev3.GrpcService {
+// authzService is a gRPC service of mcc authz, through cluster (mcc-authz,
+// or mcc-authz-access-log). A zero timeout leaves Envoy's default.
+func authzService(cluster string, timeout time.Duration) *corev3.GrpcService {
 	s := &corev3.GrpcService{
-		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AuthzCluster}},
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}},
 	}
 	if timeout > 0 {
 		s.Timeout = durationpb.New(timeout)
@@ -38,4 +38,9 @@ func socketAddress(ip string, port uint32) *corev3.Address {
 
 func inlineBytes(b []byte) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+}
+
+// fileSource is a file Envoy reads on its own host.
+func fileSource(path string) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path}}
 }

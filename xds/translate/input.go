@@ -47,6 +47,9 @@ type Input struct {
 // Resource names (contract: README, status page, envoyext and tests use them).
 const (
 	AuthzCluster = "mcc-authz"
+	// AccessLogCluster is the access-log service's own cluster, when the
+	// gateway section gives authz.access_log_address.
+	AccessLogCluster = "mcc-authz-access-log"
 	// HandshakeLogName is the log_name of the listener access log that
 	// reports every downstream connection (and so every failed handshake)
 	// to mcc authz.

@@ -40,7 +40,7 @@ func listener(p *packer, l *gateway.Listener, sets map[string]*FusionSet, authz 
 		}},
 		// Only the listener access log sees handshake failures; an HCM
 		// access log never does (the HTTP layer is not reached).
-		AccessLog: []*accesslogv3.AccessLog{handshakeLog(p)},
+		AccessLog: []*accesslogv3.AccessLog{handshakeLog(p, accessLogCluster(authz))},
 	}
 	for _, id := range l.FusionSets() {
 		s := sets[id]
@@ -108,7 +108,7 @@ func httpConnectionManager(p *packer, l *gateway.Listener, s *FusionSet, authzTi
 // not a policy decision).
 func extAuthz(timeout time.Duration) *extauthzv3.ExtAuthz {
 	return &extauthzv3.ExtAuthz{
-		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: authzService(timeout)},
+		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: authzService(AuthzCluster, timeout)},
 		TransportApiVersion:    corev3.ApiVersion_V3,
 		FailureModeAllow:       false,
 		IncludePeerCertificate: true,
@@ -129,13 +129,13 @@ func ExtAuthzPerRoute(fusionSet string) *extauthzv3.ExtAuthzPerRoute {
 // handshakeLog streams one TCPAccessLogEntry per downstream connection to
 // mcc authz; a non-empty downstream_transport_failure_reason is a failed
 // handshake. No filter: a response-flag filter would hide exactly those.
-func handshakeLog(p *packer) *accesslogv3.AccessLog {
+func handshakeLog(p *packer, cluster string) *accesslogv3.AccessLog {
 	return &accesslogv3.AccessLog{
 		Name: TCPGrpcAccessLog,
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: p.any(&grpcalsv3.TcpGrpcAccessLogConfig{
 			CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
 				LogName:             HandshakeLogName,
-				GrpcService:         authzService(0),
+				GrpcService:         authzService(cluster, 0),
 				TransportApiVersion: corev3.ApiVersion_V3,
 			},
 		})},

@@ -2,9 +2,13 @@ package translate
 
 import (
 	"fmt"
+	"net"
+	"path/filepath"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/mccgate/mcc/threat"
@@ -61,14 +65,66 @@ func validationSecret(s *FusionSet) (*tlsv3.Secret, error) {
 	}, nil
 }
 
-// serverCertSecret is the SDS secret mcc-server-cert-<listener>.
+// serverCertSecret is the SDS secret mcc-server-cert-<listener>. Inline
+// delivery carries the certificate and key; file delivery names the files
+// on the Envoy host, so no private key crosses the xDS channel, and Envoy
+// re-reads them when they change.
 func serverCertSecret(l *gateway.Listener) *tlsv3.Secret {
+	tc := &tlsv3.TlsCertificate{
+		CertificateChain: inlineBytes(l.CertPEM),
+		PrivateKey:       inlineBytes(l.KeyPEM),
+	}
+	if l.Delivery == gateway.DeliveryFile {
+		tc = &tlsv3.TlsCertificate{
+			CertificateChain: fileSource(l.EnvoyCertPath),
+			PrivateKey:       fileSource(l.EnvoyKeyPath),
+		}
+		// A pair in one directory is watched there: a swap of both by
+		// rename (a Kubernetes secret mount's ..data link, certbot's live
+		// directory) is then read as one consistent pair. Apart, Envoy
+		// watches each file's directory by itself.
+		if dir := filepath.Dir(l.EnvoyCertPath); dir == filepath.Dir(l.EnvoyKeyPath) {
+			tc.WatchedDirectory = &corev3.WatchedDirectory{Path: dir}
+		}
+	}
 	return &tlsv3.Secret{
 		Name: ServerCertSecretName(l.Name),
-		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: inlineBytes(l.CertPEM),
-			PrivateKey:       inlineBytes(l.KeyPEM),
-		}},
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: tc},
+	}
+}
+
+// upstreamTLS is the transport socket with which Envoy reaches a control
+// service (mcc authz) over mTLS: its client certificate, the CA it trusts
+// for the server, and the name the server's certificate must carry. gRPC
+// servers want ALPN h2.
+func upstreamTLS(p *packer, t *gateway.UpstreamTLS) *corev3.TransportSocket {
+	san := &tlsv3.SubjectAltNameMatcher{
+		SanType: tlsv3.SubjectAltNameMatcher_DNS,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.ServerName}},
+	}
+	sni := t.ServerName
+	if net.ParseIP(t.ServerName) != nil {
+		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+		sni = "" // SNI carries names only
+	}
+	ctx := &tlsv3.UpstreamTlsContext{
+		Sni: sni,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsParams: &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2},
+			TlsCertificates: []*tlsv3.TlsCertificate{{
+				CertificateChain: fileSource(t.CertFile),
+				PrivateKey:       fileSource(t.KeyFile),
+			}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa:                 fileSource(t.CAFile),
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+			}},
+			AlpnProtocols: []string{"h2"},
+		},
+	}
+	return &corev3.TransportSocket{
+		Name:       wellknown.TransportSocketTLS,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: p.any(ctx)},
 	}
 }
 

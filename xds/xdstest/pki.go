@@ -115,14 +115,24 @@ func (ca *CA) issue(t testing.TB, tmpl *x509.Certificate) *Leaf {
 // CRL returns a PEM CRL signed by ca revoking the given leaves.
 func (ca *CA) CRL(t testing.TB, revoked ...*Leaf) []byte {
 	t.Helper()
+	return ca.CRLUntil(t, time.Now().Add(24*time.Hour), revoked...)
+}
+
+// CRLUntil is CRL with the given nextUpdate (in the past: an expired CRL).
+func (ca *CA) CRLUntil(t testing.TB, nextUpdate time.Time, revoked ...*Leaf) []byte {
+	t.Helper()
+	thisUpdate := time.Now().Add(-time.Minute)
+	if !nextUpdate.After(thisUpdate) {
+		thisUpdate = nextUpdate.Add(-time.Hour)
+	}
 	var entries []x509.RevocationListEntry
 	for _, l := range revoked {
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: l.Cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number:                    big.NewInt(time.Now().UnixNano()),
-		ThisUpdate:                time.Now().Add(-time.Minute),
-		NextUpdate:                time.Now().Add(24 * time.Hour),
+		ThisUpdate:                thisUpdate,
+		NextUpdate:                nextUpdate,
 		RevokedCertificateEntries: entries,
 	}, ca.Cert, ca.Key)
 	if err != nil {
@@ -154,4 +164,24 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// IssuePeer issues a control-channel client certificate (an Envoy talking
+// to mcc xds or mcc authz) with common name cn and the given URI SANs, such
+// as "spiffe://mcc/envoy/edge".
+func (ca *CA) IssuePeer(t testing.TB, cn string, uris ...string) *Leaf {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, u := range uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatalf("peer URI %q: %v", u, err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
+	}
+	return ca.issue(t, tmpl)
 }

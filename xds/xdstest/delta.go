@@ -2,7 +2,9 @@ package xdstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -40,6 +42,13 @@ func StartDelta(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.N
 			req.Node = node // only a stream's first request carries the node
 		}
 		if err := stream.Send(req); err != nil {
+			// gRPC reports a stream the server ended as io.EOF on Send;
+			// the server's status (PermissionDenied, ...) comes from Recv.
+			if errors.Is(err, io.EOF) {
+				if _, rerr := stream.Recv(); rerr != nil {
+					err = rerr
+				}
+			}
 			cancel()
 			return nil, fmt.Errorf("subscribing to %s: %w", typ, err)
 		}

@@ -2,7 +2,9 @@ package xdstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -44,6 +46,13 @@ func StartSotW(ctx context.Context, cc grpc.ClientConnInterface, node *corev3.No
 			req.Node = node // only the first request needs to carry it
 		}
 		if err := stream.Send(req); err != nil {
+			// gRPC reports a stream the server ended as io.EOF on Send;
+			// the server's status (PermissionDenied, ...) comes from Recv.
+			if errors.Is(err, io.EOF) {
+				if _, rerr := stream.Recv(); rerr != nil {
+					err = rerr
+				}
+			}
 			cancel()
 			return nil, fmt.Errorf("subscribing to %s: %w", typ, err)
 		}

@@ -1,6 +1,7 @@
 package caddymod
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -43,6 +44,7 @@ func TestReloadKeepsScoresAndBans(t *testing.T) {
 
 	setB := failSafeSetFile(t, corp, "b.yaml", threat.ModeDefense, "Message B.")
 	loadCaddyfile(t, failSafeConfig(srv, setB, sink, corp.SetID, up.addr()))
+	settleAfterReload(t, srv, &valid)
 	if runningState(t).store.clock.Now() != clk.Now() {
 		t.Fatal("the reload replaced the pooled store (its clock hook is gone)")
 	}
@@ -254,4 +256,24 @@ func TestWatchInlineSet(t *testing.T) {
 		r := newClient(t, srv, &cert, "").mustGet(t, "/", "Accept: application/json")
 		return blockReason(r) == string(threat.ReasonCertRevoked) && strings.Contains(r.body, "Inline says no.")
 	})
+}
+
+// settleAfterReload waits until connections reach the new server: during a
+// reload the old server shares the listener and, shutting down with no grace
+// period, may accept a connection and close it (EOF). Good requests from an
+// address the test does not score are used, so no score changes.
+func settleAfterReload(t *testing.T, srv serverTLS, good *tls.Certificate) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ok := 0; ok < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the reloaded server did not answer within 10s")
+		}
+		if r, err := newClient(t, srv, good, "127.0.0.9").get(t, "/"); err == nil && r.status == http.StatusOK {
+			ok++
+			continue
+		}
+		ok = 0
+		time.Sleep(20 * time.Millisecond)
+	}
 }

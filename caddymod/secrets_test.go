@@ -1,8 +1,6 @@
 package caddymod
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,14 +23,7 @@ import (
 // included, in both.
 func TestStoreSecretPlaceholders(t *testing.T) {
 	rs := redistest.New(t)
-	buf := make([]byte, 12)
-	if _, err := rand.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	password := "pw-" + hex.EncodeToString(buf)
-	if reply, err := rs.Do("CONFIG", "SET", "requirepass", password); err != nil || reply != "+OK" {
-		t.Fatalf("CONFIG SET requirepass: %q %v", reply, err)
-	}
+	password := rs.RequirePassword()
 	pwFile := filepath.Join(t.TempDir(), "redis-password")
 	// A trailing newline, as `echo` writes it: Caddy's {file.*} drops it.
 	writeFile(t, pwFile, []byte(password+"\n"), 0o600)

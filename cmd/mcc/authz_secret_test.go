@@ -8,8 +8,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"github.com/mccgate/mcc/envoyext/envoytest"
 	"io"
@@ -28,14 +26,7 @@ import (
 // shows the password.
 func TestRunAuthzStorePlaceholder(t *testing.T) {
 	rs := redistest.New(t)
-	buf := make([]byte, 12)
-	if _, err := rand.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	password := "pw-" + hex.EncodeToString(buf)
-	if reply, err := rs.Do("CONFIG", "SET", "requirepass", password); err != nil || reply != "+OK" {
-		t.Fatalf("CONFIG SET requirepass: %q %v", reply, err)
-	}
+	password := rs.RequirePassword()
 	dir, cfgPath, tokenFile, _ := authzSetup(t, "")
 	if err := os.WriteFile(filepath.Join(dir, "redis-password"), []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)

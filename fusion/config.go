@@ -11,6 +11,8 @@ type File struct {
 	// Store is where scores and bans live: "memory" (default) or a
 	// redis:// / rediss:// URL. Used by `mcc authz`; Caddy sets its own.
 	Store string `yaml:"store,omitempty" json:"store,omitempty"`
+	// Sinks are where `mcc authz` sends threat events (see SinkConfig).
+	Sinks []SinkConfig `yaml:"sinks,omitempty" json:"sinks,omitempty"`
 	// FusionSets are the policies, one per app (or app and environment).
 	FusionSets []SetConfig `yaml:"fusion_sets" json:"fusion_sets"`
 	// Gateway describes the Envoy side (listeners, routes, node groups) for

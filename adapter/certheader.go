@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/mccgate/mcc/threat"
@@ -135,7 +134,7 @@ func XFCCCerts(e XFCCElement) ([][]byte, error) {
 	if src == "" {
 		return nil, malformed(errors.New("no Cert or Chain in the element"))
 	}
-	pemText, err := url.PathUnescape(src)
+	pemText, err := UnescapePEM(src)
 	if err != nil {
 		return nil, malformed(fmt.Errorf("URL-decoding the certificate: %w", err))
 	}
@@ -166,7 +165,7 @@ func ParsePEMHeader(values []string, o CertHeaderOptions) ([][]byte, error) {
 		return nil, err
 	}
 	if strings.Contains(v, "%") {
-		u, err := url.PathUnescape(v)
+		u, err := UnescapePEM(v)
 		if err != nil {
 			return nil, malformed(fmt.Errorf("URL-decoding the certificate: %w", err))
 		}
@@ -177,6 +176,60 @@ func ParsePEMHeader(values []string, o CertHeaderOptions) ([][]byte, error) {
 		return nil, malformed(err)
 	}
 	return certs, nil
+}
+
+// ErrURLEscape is a percent escape other than the five UnescapePEM
+// undoes, or one cut short.
+var ErrURLEscape = errors.New("URL escape other than the five proxies write for PEM (line break, space, plus, slash, equals)")
+
+// UnescapePEM undoes the URL encoding proxies apply to PEM, the one rule
+// for every forwarded certificate at both gateways: Envoy (the XFCC Cert
+// and Chain values, and ext_authz's attributes.source.certificate) and
+// nginx ($ssl_client_escaped_cert) replace exactly "\n", " ", "+", "/" and
+// "=" with %0A, %20, %2B, %2F and %3D; the hex may be in either case. Any
+// other escape is refused (ErrURLEscape) rather than decoded: a general URL
+// decoder accepts values no proxy writes (%41 for "A", %00), so the same
+// header would mean different things to different readers. A "+" stays a
+// "+": it is base64, not a space.
+func UnescapePEM(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 {
+		return s, nil
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", ErrURLEscape
+		}
+		switch [2]byte{upperHex(s[i+1]), upperHex(s[i+2])} {
+		case [2]byte{'0', 'A'}:
+			b.WriteByte('\n')
+		case [2]byte{'2', '0'}:
+			b.WriteByte(' ')
+		case [2]byte{'2', 'B'}:
+			b.WriteByte('+')
+		case [2]byte{'2', 'F'}:
+			b.WriteByte('/')
+		case [2]byte{'3', 'D'}:
+			b.WriteByte('=')
+		default:
+			return "", ErrURLEscape
+		}
+		i += 2
+	}
+	return b.String(), nil
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 // splitXFCC splits an XFCC value into elements of key/value pairs, honouring
@@ -284,6 +337,9 @@ const (
 	pemEnd   = "-----END CERTIFICATE-----"
 )
 
+// ErrNoPEMCertificate: the value holds no CERTIFICATE block.
+var ErrNoPEMCertificate = errors.New("no PEM certificate found")
+
 // DecodePEMCerts returns the DER of every CERTIFICATE block in s. It is
 // lenient about whitespace inside a block (proxies fold line breaks) and
 // strict about everything else; parsing the DER is the policy core's job.
@@ -314,7 +370,7 @@ func DecodePEMCerts(s string) ([][]byte, error) {
 		s = s[j+len(pemEnd):]
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate found")
+		return nil, ErrNoPEMCertificate
 	}
 	return out, nil
 }

@@ -49,8 +49,12 @@ func TestParseXFCC(t *testing.T) {
 		{name: "unterminated", values: []string{`Cert="abc`}, wantReason: threat.ReasonCertMalformed, wantErr: "unterminated"},
 		{name: "key without value", values: []string{`Cert`}, wantReason: threat.ReasonCertMalformed, wantErr: "without a value"},
 		{name: "not pem", values: []string{`Cert="hello"`}, wantReason: threat.ReasonCertMalformed, wantErr: "no PEM certificate"},
-		{name: "bad base64", values: []string{`Cert="` + url.PathEscape("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n") + `"`}, wantReason: threat.ReasonCertMalformed, wantErr: "invalid base64"},
+		{name: "bad base64", values: []string{`Cert="` + url.PathEscape("-----BEGIN CERTIFICATE-----\nA===\n-----END CERTIFICATE-----\n") + `"`}, wantReason: threat.ReasonCertMalformed, wantErr: "invalid base64"},
 		{name: "bad escape", values: []string{`Cert="%zz"`}, wantReason: threat.ReasonCertMalformed, wantErr: "URL-decoding"},
+		// The one URL rule: only the five escapes proxies write for PEM.
+		{name: "foreign escape", values: []string{`Cert="` + strings.Replace(enc(leaf), "%0A", "%0A%41", 1) + `"`}, wantReason: threat.ReasonCertMalformed, wantErr: "URL escape other than the five"},
+		{name: "lower-case hex", values: []string{`Cert="` + strings.ReplaceAll(enc(leaf), "%2F", "%2f") + `"`}, want: [][]byte{leaf}},
+		{name: "escape cut short", values: []string{`Cert="` + enc(leaf) + `%0"`}, wantReason: threat.ReasonCertMalformed, wantErr: "URL escape other than the five"},
 		{name: "too long", values: []string{strings.Repeat("a", DefaultMaxCertHeaderBytes+1)}, wantReason: threat.ReasonCertMalformed, wantErr: "longer than 65536"},
 		{name: "two long lines", values: []string{strings.Repeat("a", DefaultMaxCertHeaderBytes+1), "a"}, wantReason: threat.ReasonSpoofedCertHeader, wantErr: "sent 2 times"},
 		{name: "own cap", values: []string{`Cert="` + enc(leaf) + `"`}, opts: CertHeaderOptions{MaxBytes: 100}, wantReason: threat.ReasonCertMalformed, wantErr: "longer than 100"},
@@ -84,6 +88,7 @@ func TestParsePEMHeader(t *testing.T) {
 		{name: "two lines refused", values: []string{url.PathEscape(certPEM(via[1])), url.PathEscape(certPEM(via[0]))}, wantReason: threat.ReasonSpoofedCertHeader, wantErr: "sent 2 times"},
 		{name: "missing end", values: []string{"-----BEGIN CERTIFICATE-----\nAAAA"}, wantReason: threat.ReasonCertMalformed, wantErr: "without an END"},
 		{name: "nothing", values: []string{"hello"}, wantReason: threat.ReasonCertMalformed, wantErr: "no PEM certificate"},
+		{name: "foreign escape", values: []string{strings.Replace(url.PathEscape(pemChain), "%0A", "%0A%25", 1)}, wantReason: threat.ReasonCertMalformed, wantErr: "URL escape other than the five"},
 		{name: "too long", values: []string{strings.Repeat("%41", DefaultMaxCertHeaderBytes)}, wantReason: threat.ReasonCertMalformed, wantErr: "longer than"},
 	}
 	for _, tt := range tests {

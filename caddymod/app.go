@@ -2,6 +2,7 @@ package caddymod
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -19,8 +20,9 @@ func init() {
 	caddy.RegisterModule(new(App))
 }
 
-// DefaultWatchInterval is how often the app polls the fusion set file and the
-// CA, CRL and revocation files it references.
+// DefaultWatchInterval is the safety poll of internal/filewatch over the fusion
+// set file and the CA, CRL and revocation files it references (changes are
+// seen at once through file notifications; the poll catches what they miss).
 const DefaultWatchInterval = 2 * time.Second
 
 // App is the `mcc` app: it loads the fusion sets, keeps the engine, the score
@@ -36,18 +38,18 @@ type App struct {
 	// FusionSets are inline fusion sets, same model as the file's entries.
 	// Relative paths are relative to Caddy's working directory.
 	FusionSets []fusion.SetConfig `json:"fusion_sets,omitempty"`
-	// Store is where scores and bans live: "memory" (default) or a redis URL.
-	// It may use Caddy's {env.NAME} and {file.PATH} placeholders (the whole
-	// URL or a part, such as the password), expanded at provisioning, so
-	// that the secret is not in the config Caddy serves on its admin
-	// /config and writes to autosave.json.
-	Store string `json:"store,omitempty"`
-	// Sinks receive threat events. Default: one "log" sink.
-	Sinks []SinkConfig `json:"sinks,omitempty"`
+	// StoreRaw is where scores and bans live: a module of the mcc.stores
+	// namespace, {"type": "memory"} (the default) or {"type": "redis",
+	// "url": ...}. A string ("memory" or a redis URL), the form before
+	// stores were modules, is still read.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=mcc.stores inline_key=type"`
+	// SinksRaw receive threat events: modules of the mcc.sinks namespace
+	// (log, file, webhook, redis_stream). Default: one log sink.
+	SinksRaw []json.RawMessage `json:"sinks,omitempty" caddy:"namespace=mcc.sinks inline_key=type"`
 	// Node names this gateway instance in events.
 	Node string `json:"node,omitempty"`
-	// WatchInterval is the poll interval for changes to the fusion set,
-	// CA, CRL and revocation files. Default 2s.
+	// WatchInterval is the safety poll for changes to the fusion set,
+	// CA, CRL and revocation files (see DefaultWatchInterval). Default 2s.
 	WatchInterval caddy.Duration `json:"watch_interval,omitempty"`
 
 	// res holds the settings with their placeholders expanded; the
@@ -63,18 +65,6 @@ type App struct {
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
 	watchDone   chan struct{}
-}
-
-// SinkConfig is one event sink.
-type SinkConfig struct {
-	// Type is "log" or "file".
-	Type string `json:"type"`
-	// Path is the file sink's file (JSON lines).
-	Path string `json:"path,omitempty"`
-	// MaxSize rotates the file sink's file at this many bytes (0: default).
-	MaxSize int64 `json:"max_size,omitempty"`
-	// Keep is how many rotated files the file sink keeps (0: default).
-	Keep int `json:"keep,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -105,8 +95,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		configLoadFailed(triggerConfig)
 		return fmt.Errorf("mcc: %w", err)
 	}
+	if res.store, res.sinks, err = a.loadPlugins(ctx); err != nil {
+		configLoadFailed(triggerConfig)
+		return fmt.Errorf("mcc: %w", err)
+	}
 	a.res = res
-	a.warnInlineSecrets()
 	cfg, err := a.buildConfig()
 	if err != nil {
 		configLoadFailed(triggerConfig)
@@ -135,7 +128,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// CRL freshness (caddy_mcc_crl_*), computed at scrape time from the
 	// configuration in force, so a watch reload needs no bookkeeping.
 	engine := st.engine
-	if err := ctx.GetMetricsRegistry().Register(crlmetrics.New("caddy", "mcc", engine.Config, nil)); err != nil {
+	if err := ctx.GetMetricsRegistry().Register(crlmetrics.New(metricsNamespace, metricsSubsystem, engine.Config, nil)); err != nil {
 		var dup prometheus.AlreadyRegisteredError
 		if !errors.As(err, &dup) {
 			configLoadFailed(triggerConfig)

@@ -1,6 +1,8 @@
 package caddymod
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -57,11 +59,13 @@ func init() {
 //		store memory|redis <url>
 //		sink log
 //		sink file <path> [max_size <size>] [keep <n>]
+//		sink webhook <url> { spool_dir <dir> header <name> <value> ... }
+//		sink redis_stream <url> { stream <name> max_len <n> }
 //		node <name>
 //		watch_interval <duration>
 //	}
 //
-// The redis URL, the fusion_sets file, the node and the sink paths may use
+// The redis URL, the fusion_sets file, the node and the sinks' values may use
 // Caddy's runtime placeholders {env.NAME} and {file.PATH}, expanded when the
 // app is provisioned: `store redis {env.MCC_REDIS_URL}` or
 // `store redis redis://:{file./run/secrets/redis-password}@10.0.0.5:6379/0`
@@ -115,26 +119,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.FusionSets = append(a.FusionSets, sc)
 		case "store":
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 1 && args[0] == "memory":
-				a.Store = "memory"
-			case len(args) == 2 && args[0] == "redis":
-				// A URL with placeholders ({env.NAME}, {file.PATH}) is
-				// checked once they are expanded, at provisioning.
-				if !strings.Contains(args[1], "{") && !strings.HasPrefix(args[1], "redis://") && !strings.HasPrefix(args[1], "rediss://") {
-					return d.Errf("store redis: want a redis:// or rediss:// URL, or a placeholder such as {env.MCC_REDIS_URL}, got %q", storeurl.Redact(args[1]))
-				}
-				a.Store = args[1]
-			default:
-				return d.Err("store: want `store memory` or `store redis <url>`")
+			if a.StoreRaw != nil {
+				return d.Err("store may be given only once")
 			}
-		case "sink":
-			s, err := parseSink(d)
+			raw, err := parseStore(d)
 			if err != nil {
 				return err
 			}
-			a.Sinks = append(a.Sinks, s)
+			a.StoreRaw = raw
+		case "sink":
+			raw, err := parseSink(d)
+			if err != nil {
+				return err
+			}
+			a.SinksRaw = append(a.SinksRaw, raw)
 		case "node":
 			if !d.AllArgs(&a.Node) {
 				return d.ArgErr()
@@ -156,50 +154,96 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseSink parses `sink log` or `sink file <path> [max_size <size>] [keep <n>]`.
-func parseSink(d *caddyfile.Dispenser) (SinkConfig, error) {
+// parseStore parses `store memory` or `store redis <url>` into the store
+// module's JSON.
+func parseStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return SinkConfig{}, d.Err("sink: want `sink log` or `sink file <path>`")
-	}
-	switch args[0] {
-	case "log":
-		if len(args) != 1 {
-			return SinkConfig{}, d.Err("sink log takes no arguments")
-		}
-		return SinkConfig{Type: "log"}, nil
-	case "file":
-		if len(args) < 2 {
-			return SinkConfig{}, d.Err("sink file: missing path")
-		}
-		s := SinkConfig{Type: "file", Path: args[1]}
-		rest := args[2:]
-		for len(rest) > 0 {
-			if len(rest) < 2 {
-				return SinkConfig{}, d.Errf("sink file: %s needs a value", rest[0])
+	switch {
+	case len(args) == 1 && args[0] == storeurl.Memory:
+		return caddyconfig.JSONModuleObject(new(MemoryStore), "type", "memory", nil), nil
+	case len(args) == 2 && args[0] == "redis":
+		// A URL with placeholders ({env.NAME}, {file.PATH}) is checked
+		// once they are expanded, at provisioning.
+		if !strings.Contains(args[1], "{") {
+			_, kind, err := storeurl.Parse(args[1])
+			if err == nil && kind != storeurl.KindRedis {
+				err = errors.New("want a redis:// or rediss:// URL, or a placeholder such as {env.MCC_REDIS_URL}")
 			}
-			switch rest[0] {
-			case "max_size":
-				n, err := parseSize(rest[1])
-				if err != nil {
-					return SinkConfig{}, d.Errf("sink file: max_size: %v", err)
-				}
-				s.MaxSize = n
-			case "keep":
-				n, err := strconv.Atoi(rest[1])
-				if err != nil || n < 0 {
-					return SinkConfig{}, d.Errf("sink file: keep: want a whole number, got %q", rest[1])
-				}
-				s.Keep = n
-			default:
-				return SinkConfig{}, d.Errf("sink file: unknown option %q (want max_size or keep)", rest[0])
+			if err != nil {
+				return nil, d.Errf("store redis: %v", err)
 			}
-			rest = rest[2:]
 		}
-		return s, nil
+		return caddyconfig.JSONModuleObject(&RedisStore{URL: args[1]}, "type", "redis", nil), nil
 	default:
-		return SinkConfig{}, d.Errf("sink: unknown sink type %q (want log or file)", args[0])
+		return nil, d.Err("store: want `store memory` or `store redis <url>`")
 	}
+}
+
+// parseSink parses a sink into its module's JSON:
+//
+//	sink log
+//	sink file <path> [max_size <size>] [keep <n>]
+//	sink webhook <url> {
+//		spool_dir <dir>
+//		header <name> <value>
+//		...
+//	}
+//	sink redis_stream <url> {
+//		stream <name>
+//		max_len <n>
+//	}
+//
+// The first argument is the file sink's path or the URL; then come the keys
+// of the fusion file's sinks section (fusion.SinkConfig), the same names
+// and values, as `key value` pairs on the line (one-value keys) or one per
+// line in the block.
+func parseSink(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("sink: want a sink type (%s)", strings.Join(fusion.SinkTypes(), ", "))
+	}
+	sc := fusion.SinkConfig{Type: d.Val()}
+	first := ""
+	switch sc.Type {
+	case fusion.SinkLog:
+	case fusion.SinkFile:
+		first = "path"
+	case fusion.SinkWebhook, fusion.SinkRedisStream:
+		first = "url"
+	default:
+		return nil, d.Errf("sink: unknown sink type %q (want %s)", sc.Type, strings.Join(fusion.SinkTypes(), ", "))
+	}
+	args := d.RemainingArgs()
+	if first != "" {
+		if len(args) == 0 {
+			return nil, d.Errf("sink %s: missing %s", sc.Type, first)
+		}
+		if err := sc.SetKey(first, args[:1]); err != nil {
+			return nil, d.Errf("sink %s: %v", sc.Type, err)
+		}
+		args = args[1:]
+	}
+	for len(args) > 0 {
+		if len(args) < 2 {
+			return nil, d.Errf("sink %s: %s needs a value", sc.Type, args[0])
+		}
+		if err := sc.SetKey(args[0], args[1:2]); err != nil {
+			return nil, d.Errf("sink %s: %v", sc.Type, err)
+		}
+		args = args[2:]
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if key == first {
+			return nil, d.Errf("sink %s: the %s is the first argument", sc.Type, first)
+		}
+		if err := sc.SetKey(key, d.RemainingArgs()); err != nil {
+			return nil, d.Errf("sink %s: %v", sc.Type, err)
+		}
+	}
+	if err := sc.CheckWritten(); err != nil {
+		return nil, d.Errf("sink %s: %v", sc.Type, err)
+	}
+	return caddyconfig.JSON(sc, nil), nil
 }
 
 // parseSize reads a byte count: a whole number with an optional unit

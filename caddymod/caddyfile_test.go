@@ -177,7 +177,7 @@ app.localhost {
 				"fail_safe": {"threshold": 50, "window": %[7]s, "subjects": ["address", "certificate"], "ipv4_prefix": 24, "ipv6_prefix": 56}
 			}
 		],
-		"store": "memory",
+		"store": {"type": "memory"},
 		"sinks": [
 			{"type": "log"},
 			{"type": "file", "path": "/var/log/mcc/events.jsonl", "max_size": 10485760, "keep": 3}
@@ -263,7 +263,9 @@ func TestAdaptGolden(t *testing.T) {
 		},
 		"mcc": {
 			"fusion_sets_file": %q,
-			"store": "memory",
+			"store": {
+				"type": "memory"
+			},
 			"sinks": [
 				{
 					"type": "file",
@@ -286,7 +288,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"unknown option", global("\t\tbogus 1"), `unrecognized mcc option "bogus", at Caddyfile:3`},
 		{"twice fusion_sets", global("\t\tfusion_sets a.yaml\n\t\tfusion_sets b.yaml"), "fusion_sets may be given only once"},
 		{"store", global("\t\tstore postgres"), "store: want `store memory` or `store redis <url>`"},
-		{"store redis url", global("\t\tstore redis http://x"), "want a redis:// or rediss:// URL"},
+		{"store redis url", global("\t\tstore redis http://x"), `store "http://x" is neither "memory" nor a redis:// or rediss:// URL`},
 		{"sink type", global("\t\tsink kafka"), `unknown sink type "kafka"`},
 		{"sink size", global("\t\tsink file /tmp/x max_size lots"), "max_size: invalid size"},
 		{"sink keep", global("\t\tsink file /tmp/x keep -1"), "keep: want a whole number"},
@@ -309,7 +311,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"cert_header max_size", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C {\n\t\t\tmax_size lots\n\t\t}\n\t}\n}\n", "max_size: invalid size"},
 		{"cert_header max_size too big", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C {\n\t\t\tmax_size 2MiB\n\t\t}\n\t}\n}\n", "at most 1048576 bytes"},
 		{"allow_multiple_elements with pem", "{\n}\n:8443 {\n\tfusion_set a {\n\t\tcert_header X-C pem {\n\t\t\tallow_multiple_elements\n\t\t}\n\t}\n}\n", "for the xfcc format only"},
-		{"store placeholder typo", global("\t\tstore redis env.MCC_REDIS_URL"), "or a placeholder such as {env.MCC_REDIS_URL}"},
+		{"store placeholder typo", global("\t\tstore redis env.MCC_REDIS_URL"), `store "env.MCC_REDIS_URL" is neither "memory" nor a redis:// or rediss:// URL`},
 		{"verifier without id", "{\n}\napp.localhost {\n\ttls internal {\n\t\tclient_auth {\n\t\t\tverifier fusion_set\n\t\t}\n\t}\n}\n", "missing fusion set id"},
 	}
 	for _, tt := range tests {
@@ -348,7 +350,7 @@ func TestAdaptSecretsAndCertHeaderOptions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("adapt: %v", err)
 	}
-	if got := dig(t, cfg, "apps", "mcc", "store"); got != "{env.MCC_REDIS_URL}" {
+	if got := dig(t, cfg, "apps", "mcc", "store", "url"); got != "{env.MCC_REDIS_URL}" {
 		t.Errorf("store = %v, want the placeholder kept", got)
 	}
 	if got := dig(t, cfg, "apps", "mcc", "node"); got != "{env.HOSTNAME}" {

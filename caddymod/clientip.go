@@ -2,11 +2,9 @@ package caddymod
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -47,7 +45,10 @@ func clientIP(r *http.Request, vars map[string]any) string {
 	if srv != nil {
 		// A trusted peer without an IP address (a Unix socket under
 		// trusted_proxies_unix) starts the walk at the header.
-		ip = adapter.WalkForwardedFor(peerAddr(r.RemoteAddr), xff, serverTrust{srv: srv, ctx: ctx}.trusted)
+		// The peer's RemoteAddr is read by the rule for an entry
+		// ("ip:port", unmapped, no zone); a Unix socket gives no address.
+		peer, _ := adapter.ParseForwardedAddr(r.RemoteAddr)
+		ip = adapter.WalkForwardedFor(peer, xff, serverTrust{srv: srv, ctx: ctx}.trusted)
 	}
 	if !ip.IsValid() {
 		return caddyIP
@@ -57,21 +58,6 @@ func clientIP(r *http.Request, vars map[string]any) string {
 		caddyhttp.SetVar(ctx, caddyhttp.ClientIPVarKey, s)
 	}
 	return s
-}
-
-// peerAddr is the IP address of a request's RemoteAddr, unmapped and
-// without zone; the zero Addr when it has none.
-func peerAddr(remote string) netip.Addr {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	host, _, _ = strings.Cut(host, "%")
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap()
 }
 
 // serverTrust asks a Caddy server whether an address is one of its trusted

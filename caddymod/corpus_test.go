@@ -14,6 +14,7 @@ import (
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -277,7 +278,7 @@ func checkReported(t *testing.T, up *upstream, testID string, tc fusiontest.Case
 	if err != nil {
 		t.Fatalf("%s: %s is not base64url: %v", tc.Name, fusion.HeaderEvent, err)
 	}
-	if err := threat.ValidateEventJSON(raw); err != nil {
+	if err := schematest.ValidateEventJSON(raw); err != nil {
 		t.Fatalf("%s: upstream event: %v\n%s", tc.Name, err, raw)
 	}
 	ev := new(threat.Event)

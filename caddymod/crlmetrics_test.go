@@ -1,9 +1,7 @@
 package caddymod
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"path/filepath"
@@ -25,16 +23,13 @@ func TestCRLFreshnessMetrics(t *testing.T) {
 	up := newUpstream(t)
 
 	now := time.Now()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+	crlPEM := corp.CA().SignCRL(t, &x509.RevocationList{
 		Number:     big.NewInt(1),
 		ThisUpdate: now.Add(-6 * 24 * time.Hour),
 		NextUpdate: now.Add(6 * time.Hour),
-	}, corp.CACert, corp.CAKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	crl := filepath.Join(t.TempDir(), "crl.pem")
-	writeFile(t, crl, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
+	writeFile(t, crl, crlPEM, 0o644)
 	setFile := corp.WriteSetFile(t, "crl.yaml", func(sc *fusion.SetConfig) { sc.Revocation.CRLs = []string{crl} })
 
 	loadCaddyfile(t, globalOptions()+fmt.Sprintf("\tmcc {\n\t\tfusion_sets %s\n\t}\n}\n", setFile)+

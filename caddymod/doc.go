@@ -4,8 +4,11 @@
 //
 //   - App `mcc` (global option `mcc { ... }`): the fusion sets (a fusion set
 //     file and/or inline `fusion_set <id> { ... }` blocks), the score store
-//     (`memory` or `redis <url>`) and the event sinks (`log`, `file <path>`).
-//     The store URL, fusion set file, node and sink paths may use Caddy's
+//     (`memory` or `redis <url>`: modules of the mcc.stores namespace) and
+//     the event sinks (`log`, `file <path>`, `webhook <url> {...}`,
+//     `redis_stream <url> {...}`: modules of the mcc.sinks namespace, with
+//     the keys of the fusion file's sinks section).
+//     The store URL, fusion set file, node and sink values may use Caddy's
 //     {env.NAME} and {file.PATH} placeholders, expanded at provisioning, so
 //     a password never sits in the config Caddy serves on /config.
 //     The engine, store and pipeline survive config reloads; the files the
@@ -36,11 +39,8 @@
 //   - Verifier `tls.client_auth.verifier.fusion_set` (`verifier fusion_set
 //     <id>` in client_auth): hard rejects during the TLS handshake.
 //
-// Metrics, in Caddy's /metrics: caddy_mcc_decisions_total{fusion_set,action,
-// reason}, caddy_mcc_cache_hits_total, caddy_mcc_cache_misses_total,
-// caddy_mcc_events_total{sink,result}, caddy_mcc_fail_safe_bans_total,
-// caddy_mcc_store_errors_total, caddy_mcc_config_reloads_total{trigger,
-// result} and caddy_mcc_config_last_reload_successful.
+// Metrics, in Caddy's /metrics under caddy_mcc_: the table adapter.Metrics,
+// shared with mcc authz and listed in docs/metrics.md.
 //
 // A typical Caddyfile:
 //

@@ -197,17 +197,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if ce := h.logger.Check(zapcore.DebugLevel, "fusion set decision"); ce != nil {
-		ce.Write(
-			zap.String("fusion_set", h.FusionSet),
-			zap.String("decision", d.Action.String()),
-			zap.String("reason", string(d.Reason)),
-			zap.String("client_ip", req.ClientIP),
-			zap.String("app_id", ev.appID()),
-			zap.String("build_id", ev.buildID()),
-			zap.String("event_id", ev.eventID()),
-			zap.Bool("event_emitted", d.Emitted),
-			zap.Bool("cache_hit", d.CacheHit),
-		)
+		ce.Write(ev.debugFields(&d, zap.String("client_ip", req.ClientIP))...)
 	}
 
 	if d.Action == fusion.Block {
@@ -240,16 +230,8 @@ func (h *Handler) applyCertHeader(r *http.Request, vars map[string]any, req *fus
 		req.ReasonData = map[string]any{"header": h.CertHeader}
 		return
 	}
-	opts := adapter.CertHeaderOptions{MaxBytes: h.CertHeaderMaxSize, AllowMultipleElements: h.CertHeaderAllowMultipleElements}
-	var (
-		chain [][]byte
-		err   error
-	)
-	if h.CertHeaderFormat == CertHeaderPEM {
-		chain, err = adapter.ParsePEMHeader(vals, opts)
-	} else {
-		chain, err = adapter.ParseXFCC(vals, opts)
-	}
+	chain, err := CertsFromHeader(h.CertHeaderFormat, vals,
+		adapter.CertHeaderOptions{MaxBytes: h.CertHeaderMaxSize, AllowMultipleElements: h.CertHeaderAllowMultipleElements})
 	if err != nil {
 		r.Header.Del(h.CertHeader)
 		req.Reason = threat.ReasonCertMalformed
@@ -269,23 +251,32 @@ func (h *Handler) applyCertHeader(r *http.Request, vars map[string]any, req *fus
 	req.VerifiedChains = nil
 }
 
-// writeBlock writes the fusion set's block response. It writes the body
-// itself rather than returning a caddyhttp.Error, whose response would be
-// empty without a handle_errors route.
-func writeBlock(w http.ResponseWriter, r *http.Request, d *fusion.Decision) {
-	ct, body := fusion.RenderBlock(d, r.Header.Get("Accept"))
-	status := d.Status
-	if status == 0 {
-		status = http.StatusForbidden
+// CertsFromHeader is how the fusion_set handler reads a forwarded-certificate
+// header that a trusted proxy sent: format is CertHeaderXFCC or
+// CertHeaderPEM, values are the header's lines. It returns the chain (DER,
+// leaf first) or an *adapter.CertHeaderError. It is the kit's rule and
+// nothing more; it is exported so that the differential fuzz test in
+// parity can hold it against what `mcc authz` reads from the same header.
+func CertsFromHeader(format string, values []string, opts adapter.CertHeaderOptions) ([][]byte, error) {
+	if format == CertHeaderPEM {
+		return adapter.ParsePEMHeader(values, opts)
 	}
+	return adapter.ParseXFCC(values, opts)
+}
+
+// writeBlock writes the block response both gateways send (adapter.Block).
+// It writes the body itself rather than returning a caddyhttp.Error, whose
+// response would be empty without a handle_errors route.
+func writeBlock(w http.ResponseWriter, r *http.Request, d *fusion.Decision) {
+	b := adapter.Block(d, r.Header.Get("Accept"))
 	hdr := w.Header()
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
+	for _, kv := range b.Header {
+		hdr.Set(kv[0], kv[1])
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(b.Body)))
+	w.WriteHeader(b.Status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
+		_, _ = w.Write(b.Body)
 	}
 }
 
@@ -302,6 +293,20 @@ type evaluation struct {
 
 func evaluationOf(d *fusion.Decision, set string) evaluation {
 	return evaluation{action: d.Action, reason: d.Reason, set: set, cert: d.Cert, event: d.Event}
+}
+
+// debugFields are the fields of a decision's debug log line.
+func (ev evaluation) debugFields(d *fusion.Decision, extra ...zap.Field) []zap.Field {
+	return append([]zap.Field{
+		zap.String("fusion_set", ev.set),
+		zap.String("decision", d.Action.String()),
+		zap.String("reason", string(d.Reason)),
+		zap.String("app_id", ev.appID()),
+		zap.String("build_id", ev.buildID()),
+		zap.String("event_id", ev.eventID()),
+		zap.Bool("event_emitted", d.Emitted),
+		zap.Bool("cache_hit", d.CacheHit),
+	}, extra...)
 }
 
 func (ev evaluation) appID() string {

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/mccgate/mcc/internal/caddytesting"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -356,7 +357,7 @@ func sinkEvents(t *testing.T, path string) []*threat.Event {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if err := threat.ValidateEventJSON(line); err != nil {
+		if err := schematest.ValidateEventJSON(line); err != nil {
 			t.Fatalf("file sink line %d does not match the event schema: %v\n%s", i+1, err, line)
 		}
 		e := new(threat.Event)

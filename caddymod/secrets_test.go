@@ -113,7 +113,7 @@ func TestStorePlaceholderErrors(t *testing.T) {
 	}{
 		{"{env.MCC_TEST_UNSET_VARIABLE}", []string{"store", "{env.MCC_TEST_UNSET_VARIABLE}", "empty"}},
 		{"redis://:{file." + filepath.Join(t.TempDir(), "missing") + "}@127.0.0.1:1/0", []string{"store", "{file.", "empty"}},
-		{"{env.MCC_TEST_NOT_A_STORE}", []string{"store", "want memory or a redis://"}},
+		{"{env.MCC_TEST_NOT_A_STORE}", []string{"store", "nor a redis:// or rediss:// URL"}},
 	} {
 		cfg := strings.Replace(good, "\t\tsink file", fmt.Sprintf("\t\tstore redis %s\n\t\tsink file", tc.store), 1)
 		status, body := postLoad(t, cfg, "text/caddyfile")

@@ -2,10 +2,8 @@ package caddymod
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/threat"
-	"github.com/mccgate/mcc/threat/storeurl"
 )
 
 // The three pools hold what must outlive a config reload. Caddy provisions
@@ -22,10 +19,11 @@ import (
 // reference in each pool in Provision and gives it back in Cleanup. Keys are
 // the identity of the thing, not of the config: the same store (scores and
 // bans) is kept as long as the new config names the same store, even if its
-// sinks or fusion sets change.
+// sinks or fusion sets change. Below the pipelines, each sink runs once per
+// resource it writes (sinkPool, in sink_pool.go).
 var (
-	storePool    = caddy.NewUsagePool() // storeKey -> *storeEntry
-	pipelinePool = caddy.NewUsagePool() // sinksKey -> *pipelineEntry
+	storePool    = caddy.NewUsagePool() // store module id and key -> *storeEntry
+	pipelinePool = caddy.NewUsagePool() // sink module ids and keys -> *pipelineEntry
 	statePool    = caddy.NewUsagePool() // engineKey -> *sharedState
 )
 
@@ -102,29 +100,27 @@ func (c *clock) set(f func() time.Time) {
 // that a's config names, creating them when no running config has them yet.
 // loaded reports whether the engine already existed (a reload).
 func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, loaded bool, err error) {
-	storeKey, err := storeKeyOf(a.res.store)
-	if err != nil {
-		return nil, keys, false, err
+	store := a.res.store
+	if store == nil {
+		store = new(MemoryStore)
 	}
 	sinks := a.res.sinks
 	if len(sinks) == 0 {
-		sinks = []SinkConfig{{Type: "log"}}
-	}
-	if err := validateSinks(sinks); err != nil {
-		return nil, keys, false, err
-	}
-	sinksJSON, err := json.Marshal(sinks)
-	if err != nil {
-		return nil, keys, false, fmt.Errorf("encoding sinks: %w", err)
+		sinks = []EventSink{defaultSink()}
 	}
 	keys = poolKeys{
-		store: storeKey,
-		sinks: "sinks:" + string(sinksJSON),
+		store: "store:" + pluginKey(store, store.StoreKey()),
+		sinks: "sinks:",
+	}
+	for _, s := range sinks {
+		// settings is compact JSON, which escapes newlines: one per sink.
+		resource, settings := s.SinkKey()
+		keys.sinks += pluginKey(s, resource+" "+settings) + "\n"
 	}
 	keys.engine = "engine:" + keys.store + "|" + keys.sinks + "|node:" + a.res.node
 
 	sv, _, err := storePool.LoadOrNew(keys.store, func() (caddy.Destructor, error) {
-		return newStoreEntry(a.res.store, a.logger)
+		return newStoreEntry(store, a.logger)
 	})
 	if err != nil {
 		return nil, keys, false, fmt.Errorf("store: %w", err)
@@ -186,74 +182,32 @@ func releaseState(keys poolKeys) error {
 	return nil
 }
 
-// storeKeyOf names the store a config asks for.
-func storeKeyOf(store string) (string, error) {
-	switch {
-	case store == "" || store == "memory":
-		return "store:memory", nil
-	case strings.HasPrefix(store, "redis://") || strings.HasPrefix(store, "rediss://"):
-		// The key holds the URL's password: it is never logged.
-		return "store:" + store, nil
-	default:
-		return "", fmt.Errorf("store %q: want memory or a redis:// or rediss:// URL", storeurl.Redact(store))
-	}
+// pluginKey is a module's key qualified by its module id, so that two
+// modules cannot name the same running store or sink.
+func pluginKey(m caddy.Module, key string) string {
+	return string(m.CaddyModule().ID) + " " + key
 }
 
-func newStoreEntry(store string, logger *zap.Logger) (*storeEntry, error) {
+func newStoreEntry(store ScoreStore, logger *zap.Logger) (*storeEntry, error) {
 	c := new(clock)
-	if store == "" || store == storeurl.Memory {
-		// Built here rather than by storeurl so that it reads the clock
-		// tests can move.
-		return &storeEntry{store: newMeteredStore(threat.NewMemoryStore(c.Now)), clock: c}, nil
-	}
-	// Redis keeps its own time; the clock only drives the engine.
-	st, err := storeurl.Open(context.Background(), store, logger.Named("store"))
+	st, err := store.OpenStore(c.Now, logger.Named("store"))
 	if err != nil {
 		return nil, err
 	}
 	return &storeEntry{store: newMeteredStore(st), clock: c}, nil
 }
 
-func validateSinks(sinks []SinkConfig) error {
-	for i, s := range sinks {
-		switch s.Type {
-		case "log":
-			if s.Path != "" || s.MaxSize != 0 || s.Keep != 0 {
-				return fmt.Errorf("sinks[%d]: the log sink takes no path, max_size or keep", i)
+func newPipelineEntry(sinks []EventSink, logger *zap.Logger) (*pipelineEntry, error) {
+	built := make([]threat.Sink, 0, len(sinks))
+	for _, m := range sinks {
+		s, err := acquireSink(m, logger)
+		if err != nil {
+			for _, b := range built {
+				_ = b.Close()
 			}
-		case "file":
-			if s.Path == "" {
-				return fmt.Errorf("sinks[%d]: the file sink needs a path", i)
-			}
-			if s.MaxSize < 0 || s.Keep < 0 {
-				return fmt.Errorf("sinks[%d]: max_size and keep must not be negative", i)
-			}
-		default:
-			return fmt.Errorf("sinks[%d]: unknown sink type %q (want log or file)", i, s.Type)
+			return nil, fmt.Errorf("%s: %w", m.CaddyModule().ID, err)
 		}
-	}
-	return nil
-}
-
-func newPipelineEntry(sinks []SinkConfig, logger *zap.Logger) (*pipelineEntry, error) {
-	var built []threat.Sink
-	closeAll := func() {
-		for _, s := range built {
-			_ = s.Close()
-		}
-	}
-	for _, sc := range sinks {
-		switch sc.Type {
-		case "log":
-			built = append(built, threat.NewLogSink(logger.Named("events")))
-		case "file":
-			s, err := threat.NewFileSink(sc.Path, sc.MaxSize, sc.Keep)
-			if err != nil {
-				closeAll()
-				return nil, fmt.Errorf("file sink %q: %w", sc.Path, err)
-			}
-			built = append(built, s)
-		}
+		built = append(built, s)
 	}
 	p := threat.NewPipeline(threat.PipelineOptions{
 		Sinks:  built,

@@ -1,59 +1,21 @@
 package caddymod
 
-import (
-	"context"
-	"time"
+import "github.com/mccgate/mcc/threat"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mccgate/mcc/threat"
-)
-
-// meteredStore counts what the engine's store calls tell about bans and
-// failures, for caddy_mcc_fail_safe_bans_total and
-// caddy_mcc_store_errors_total. It adds nothing else.
+// meteredStore is the store the engine scores in. It no longer counts
+// anything: the engine counts store errors and bans itself
+// (fusion.EngineStats), for both gateways alike, instead of this wrapper
+// re-deriving the ban rule. It remains only as the type state.go names;
+// storeEntry can hold the threat.Store directly.
 type meteredStore struct {
 	threat.Store
-	bans   prometheus.Counter
-	errors prometheus.Counter
 }
 
-func newMeteredStore(s threat.Store) *meteredStore {
-	return &meteredStore{
-		Store: s,
-		bans: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace,
-			Subsystem: metricsSubsystem,
-			Name:      "fail_safe_bans_total",
-			Help:      "Fail-safe bans started: a client's score reached its fusion set's threshold.",
-		}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace,
-			Subsystem: metricsSubsystem,
-			Name:      "store_errors_total",
-			Help:      "Score store operations that failed (the engine then scores locally).",
-		}),
-	}
-}
+func newMeteredStore(s threat.Store) *meteredStore { return &meteredStore{Store: s} }
 
-func (m *meteredStore) Banned(ctx context.Context, ns string, s threat.Subject) (time.Time, error) {
-	t, err := m.Store.Banned(ctx, ns, s)
-	if err != nil {
-		m.errors.Inc()
-	}
-	return t, err
-}
-
-func (m *meteredStore) Add(ctx context.Context, ns string, s threat.Subject, delta int, p threat.Policy) (threat.Result, error) {
-	r, err := m.Store.Add(ctx, ns, s, delta, p)
-	if err != nil {
-		m.errors.Inc()
-		return r, err
-	}
-	// A ban starts on the Add that takes the running total from below the
-	// threshold to at or above it.
-	if p.Enabled() && delta > 0 && r.Total >= p.Threshold && r.Total-delta < p.Threshold {
-		m.bans.Inc()
-	}
-	return r, nil
+// Degraded passes on the store's own health (threat.HealthReporter), which
+// the embedding would hide from the engine.
+func (m *meteredStore) Degraded() bool {
+	h, ok := m.Store.(threat.HealthReporter)
+	return ok && h.Degraded()
 }

@@ -37,32 +37,6 @@ func (failingStore) Add(context.Context, string, threat.Subject, int, threat.Pol
 
 func (failingStore) Close() error { return nil }
 
-func TestMeteredStoreCountsErrorsAndBans(t *testing.T) {
-	ctx := context.Background()
-	bad := newMeteredStore(failingStore{})
-	_, _ = bad.Banned(ctx, "s", threat.Subject{IP: "192.0.2.1"})
-	_, _ = bad.Add(ctx, "s", threat.Subject{IP: "192.0.2.1"}, 10, threat.Policy{Threshold: 30})
-	if got := counterValue(bad.errors); got != 2 {
-		t.Errorf("store errors = %v, want 2", got)
-	}
-
-	now := time.Now()
-	good := newMeteredStore(threat.NewMemoryStore(func() time.Time { return now }))
-	p := threat.Policy{Threshold: 30, Window: time.Minute, BanFor: time.Minute}
-	sub := threat.Subject{IP: "192.0.2.2"}
-	for i := 0; i < 5; i++ {
-		if _, err := good.Add(ctx, "s", sub, 10, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := counterValue(good.bans); got != 1 {
-		t.Errorf("bans = %v after crossing the threshold once, want 1", got)
-	}
-	if got := counterValue(good.errors); got != 0 {
-		t.Errorf("store errors = %v, want 0", got)
-	}
-}
-
 // TestMetricsReRegister: each config load has a new registry; the same
 // collectors register into each, and their counts carry over.
 func TestMetricsReRegister(t *testing.T) {
@@ -120,7 +94,7 @@ func unitHandler(t *testing.T, logger *zap.Logger) (*Handler, *x509.Certificate)
 	corp := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
 	// A node name of its own keeps this engine apart from the one a Caddy
 	// config of another test may still be running.
-	app := &App{FusionSetsFile: corp.SetFile, Sinks: []SinkConfig{{Type: "log"}}, Node: "unit-" + t.Name(), logger: zap.NewNop()}
+	app := &App{FusionSetsFile: corp.SetFile, Node: "unit-" + t.Name(), logger: zap.NewNop()}
 	res, err := app.resolve(caddy.NewReplacer())
 	if err != nil {
 		t.Fatal(err)

@@ -79,17 +79,7 @@ func (v *Verifier) VerifyClientCertificate(rawCerts [][]byte, verifiedChains [][
 	})
 	v.counters.inc(&d)
 	if ce := v.logger.Check(zapcore.DebugLevel, "fusion set handshake decision"); ce != nil {
-		ev := evaluationOf(&d, v.FusionSet)
-		ce.Write(
-			zap.String("fusion_set", v.FusionSet),
-			zap.String("decision", d.Action.String()),
-			zap.String("reason", string(d.Reason)),
-			zap.String("app_id", ev.appID()),
-			zap.String("build_id", ev.buildID()),
-			zap.String("event_id", ev.eventID()),
-			zap.Bool("event_emitted", d.Emitted),
-			zap.Bool("cache_hit", d.CacheHit),
-		)
+		ce.Write(evaluationOf(&d, v.FusionSet).debugFields(&d)...)
 	}
 	if d.Action == fusion.Block {
 		return fmt.Errorf("fusion set %s: client certificate rejected: %s", v.FusionSet, d.Reason)

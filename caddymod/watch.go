@@ -2,104 +2,102 @@ package caddymod
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/filewatch"
 )
 
-// The app polls its files itself rather than through Engine.Watch, because
+// The app watches its files itself rather than through Engine.Watch, because
 // its configuration is the fusion set file plus the inline sets of the
 // Caddyfile: a change to any file they reference must rebuild both, and
-// Engine.Watch only knows how to reload a file.
+// Engine.Watch only knows how to reload a file. Change detection and the
+// debounce are internal/filewatch's, as for mcc authz and mcc xds.
 
-// fileStamp is what a poll compares: a file's size and modification time, or
-// that it is missing.
-type fileStamp struct {
-	missing bool
-	size    int64
-	mod     time.Time
-}
+// fileStamp is a file's content as the watcher compares it.
+type fileStamp = filewatch.Sum
 
-func stampFiles(paths []string) map[string]fileStamp {
-	out := make(map[string]fileStamp, len(paths))
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			out[p] = fileStamp{missing: true}
-			continue
-		}
-		out[p] = fileStamp{size: fi.Size(), mod: fi.ModTime()}
-	}
-	return out
-}
+// stampFiles records the content of paths, to compare against later.
+func stampFiles(paths []string) map[string]fileStamp { return filewatch.SumFiles(paths) }
 
-func sameStamps(a, b map[string]fileStamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for p, s := range a {
-		if t, ok := b[p]; !ok || t != s {
-			return false
-		}
-	}
-	return true
-}
-
-// watch polls the files of the current configuration every WatchInterval
-// until ctx ends. On a change it rebuilds the configuration: a good one
-// replaces the engine's (and revoked certificates stop passing), a bad one is
-// logged and the last good one keeps serving.
+// watch reloads the configuration when one of its files changes, until ctx
+// ends; WatchInterval is the watcher's safety poll and how often CRL
+// freshness is checked. A good configuration replaces the engine's (and
+// revoked certificates stop passing), a bad one is logged and the last good
+// one keeps serving.
 func (a *App) watch(ctx context.Context) {
 	interval := time.Duration(a.WatchInterval)
 	cfg, stamps := a.cfg, a.stamps
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	w, err := filewatch.New(cfg.WatchedFiles(), filewatch.Options{Poll: interval, Logger: a.logger})
+	if err != nil {
+		a.logger.Error("cannot watch the fusion set files; changes need a Caddy reload", zap.Error(err))
+		return
+	}
+	defer w.Close()
 	// Warns once per state change as a CRL nears or passes its NextUpdate.
 	crls := fusion.NewCRLMonitor(a.logger)
 	crls.Check(cfg, time.Now())
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	// The stamps were taken when Provision read the files: a change made
+	// since then (before the watcher started) is a change.
+	changed := filewatch.ChangedSince(stamps)
 	for {
+		if changed {
+			changed = false
+			// Stamp before reading, so that a write racing the rebuild
+			// is seen as a change afterwards.
+			stamps = stampFiles(cfg.WatchedFiles())
+			next, ok := a.rebuild()
+			if !ok {
+				if a.state.owner.Load() != a {
+					return
+				}
+			} else {
+				cfg = next
+				if err := w.SetPaths(cfg.WatchedFiles()); err != nil {
+					a.logger.Error("watching the reloaded configuration's files", zap.Error(err))
+				}
+				changed = filewatch.ChangedSince(stamps)
+				crls.Check(cfg, time.Now())
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		crls.Check(cfg, time.Now())
-		now := stampFiles(cfg.WatchedFiles())
-		if sameStamps(stamps, now) {
-			continue
-		}
-		// Record what was seen before reading, so that a write racing the
-		// reload is picked up by the next poll.
-		stamps = now
-		next, err := a.buildConfig()
-		if err != nil {
-			a.state.reloadFailures.Add(1)
-			configLoadFailed(triggerWatch)
-			a.logger.Error("fusion set files changed but are invalid; keeping the last good configuration",
-				zap.Error(err))
-			continue
-		}
-		// A newer config may have started while this one was shutting
-		// down: only the app that owns the engine may swap its config.
-		if a.state.owner.Load() != a {
-			return
-		}
-		a.state.engine.Update(next)
-		a.state.reloads.Add(1)
-		configLoaded(triggerWatch)
-		cfg = next
-		// Files the new configuration added get their first stamp now;
-		// the others keep the stamp taken before the rebuild read them.
-		fresh := stampFiles(cfg.WatchedFiles())
-		for p := range fresh {
-			if s, ok := stamps[p]; ok {
-				fresh[p] = s
+		case _, ok := <-w.Changes():
+			if !ok {
+				return
 			}
+			changed = true
+		case <-t.C:
+			crls.Check(cfg, time.Now())
 		}
-		stamps = fresh
-		a.logger.Info("fusion sets reloaded", zap.Strings("fusion_sets", next.IDs))
 	}
+}
+
+// rebuild builds the configuration from the files and serves it; ok is
+// false when it is invalid (logged; the last good one keeps serving) or
+// when this app no longer owns the engine.
+func (a *App) rebuild() (next *fusion.Config, ok bool) {
+	next, err := a.buildConfig()
+	if err != nil {
+		a.state.reloadFailures.Add(1)
+		configLoadFailed(triggerWatch)
+		a.logger.Error("fusion set files changed but are invalid; keeping the last good configuration",
+			zap.Error(err))
+		return nil, false
+	}
+	// A newer config may have started while this one was shutting down:
+	// only the app that owns the engine may swap its config.
+	if a.state.owner.Load() != a {
+		return nil, false
+	}
+	a.state.engine.Update(next)
+	a.state.reloads.Add(1)
+	configLoaded(triggerWatch)
+	a.logger.Info("fusion sets reloaded", zap.Strings("fusion_sets", next.IDs))
+	return next, true
 }

@@ -94,7 +94,7 @@ func TestHandshakeFloodBansAtCheck(t *testing.T) {
 		`mcc_authz_access_log_entries_total{kind="tcp"}`:                                        "10",
 		`mcc_authz_handshake_failures_total{fusion_set="bank"}`:                                 "9",
 		`mcc_authz_decisions_total{action="block",fusion_set="bank",reason="FAIL_SAFE_ACTIVE"}`: "1",
-		`mcc_authz_decisions_total{action="allow",fusion_set="bank",reason=""}`:                 "2",
+		`mcc_authz_decisions_total{action="allow",fusion_set="bank",reason="none"}`:             "2",
 	} {
 		if !hasMetric(m, series, want) {
 			t.Errorf("metrics lack %s %s", series, want)

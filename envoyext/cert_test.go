@@ -2,9 +2,6 @@ package envoyext
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -16,26 +13,18 @@ import (
 
 	"github.com/mccgate/mcc/adapter"
 	"github.com/mccgate/mcc/envoyext/envoytest"
+	"github.com/mccgate/mcc/internal/testpki"
 	"github.com/mccgate/mcc/threat"
 )
 
 func selfSigned(t *testing.T) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	return testpki.SelfSigned(t, &x509.Certificate{
 		SerialNumber: big.NewInt(42),
 		Subject:      pkix.Name{CommonName: "decode test"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	}, nil).Cert.Raw
 }
 
 func TestDecodePeerCertificateReversesEnvoyEncoding(t *testing.T) {
@@ -78,7 +67,7 @@ func TestDecodePeerCertificateRejectsWhatEnvoyNeverWrites(t *testing.T) {
 		{"not PEM", "hello%20world", errNotPEM},
 		{"garbage", "%%%%", errBadEscape},
 		{"two blocks", two, errTrailing},
-		{"wrong block type", key, errNotCert},
+		{"wrong block type", key, errNotPEM},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

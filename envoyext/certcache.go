@@ -54,7 +54,14 @@ func certCacheKey(cert string, xfcc []string) [sha256.Size]byte {
 			n[i] = byte(l >> (8 * i))
 		}
 		h.Write(n[:])
-		h.Write([]byte(s))
+		// Through a stack buffer: []byte(s) would copy the whole header
+		// (about 1 KiB of URL-encoded PEM) onto the heap on every Check.
+		var buf [256]byte
+		for len(s) > 0 {
+			k := copy(buf[:], s)
+			h.Write(buf[:k])
+			s = s[k:]
+		}
 	}
 	write(cert)
 	for _, x := range xfcc {

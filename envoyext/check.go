@@ -25,8 +25,9 @@ import (
 )
 
 // HeaderExternalID carries the block's reference (the event's externalID)
-// in a denied response, so a client can quote it to support.
-const HeaderExternalID = "x-mcc-external-id"
+// in a denied response, so a client can quote it to support; the same
+// header at both gateways.
+const HeaderExternalID = adapter.HeaderExternalID
 
 // DynamicMetadataNamespace is where Envoy files CheckResponse.dynamic_metadata
 // (ext_authz's own namespace); access logs can print it with %DYNAMIC_METADATA%.
@@ -194,29 +195,22 @@ func (s *Service) respond(d *fusion.Decision, accept string) *authv3.CheckRespon
 		}
 	}
 
-	status := d.Status
-	if status == 0 {
-		status = http.StatusForbidden
-	}
-	contentType, body := fusion.RenderBlock(d, accept)
-	// The same response headers as the Caddy handler's block page.
-	headers := []*corev3.HeaderValueOption{
-		{Header: &corev3.HeaderValue{Key: "content-type", Value: contentType}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-		{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-store"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-		{Header: &corev3.HeaderValue{Key: "x-content-type-options", Value: "nosniff"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-	}
-	if id := externalID(d); id != "" {
+	// The block response both gateways send (adapter.Block), header for
+	// header and byte for byte.
+	block := adapter.Block(d, accept)
+	headers := make([]*corev3.HeaderValueOption, 0, len(block.Header))
+	for _, kv := range block.Header {
 		headers = append(headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: HeaderExternalID, Value: id},
+			Header:       &corev3.HeaderValue{Key: kv[0], Value: kv[1]},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied), Message: string(d.Reason)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(block.Status)},
 			Headers: headers,
-			Body:    string(body),
+			Body:    string(block.Body),
 		}},
 		DynamicMetadata: decisionMetadata(d),
 	}
@@ -237,13 +231,6 @@ func decisionMetadata(d *fusion.Decision) *structpb.Struct {
 		f["mcc_event_id"] = structpb.NewStringValue(d.Event.ID)
 	}
 	return &structpb.Struct{Fields: f}
-}
-
-func externalID(d *fusion.Decision) string {
-	if d.Event != nil {
-		return d.Event.ExternalID
-	}
-	return ""
 }
 
 func (s *Service) logDecision(setID string, d *fusion.Decision, r *fusion.Request) {

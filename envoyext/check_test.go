@@ -13,10 +13,11 @@ import (
 
 	"github.com/mccgate/mcc/envoyext/envoytest"
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
-// testMode is one of the three Threat-Event modes of DESIGN.md.
+// testMode is one of the three Threat-Event modes of docs/ARCHITECTURE.md ("Modes").
 type testMode struct {
 	name   string
 	mode   threat.Mode
@@ -72,7 +73,7 @@ func upstreamEvent(t *testing.T, r *authv3.CheckResponse) *threat.Event {
 	if err != nil {
 		t.Fatalf("event header is not base64url: %v", err)
 	}
-	if err := threat.ValidateEventJSON(b); err != nil {
+	if err := schematest.ValidateEventJSON(b); err != nil {
 		t.Fatalf("upstream event fails the schema: %v", err)
 	}
 	e := new(threat.Event)

@@ -3,15 +3,9 @@ package envoyext
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/schematest"
+	"github.com/mccgate/mcc/internal/testpki"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
@@ -143,7 +139,7 @@ func (h *harness) events() []*threat.Event {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if err := threat.ValidateEventJSON(line); err != nil {
+		if err := schematest.ValidateEventJSON(line); err != nil {
 			h.t.Errorf("event fails the schema: %v\n%s", err, line)
 			continue
 		}
@@ -229,31 +225,11 @@ func (p *testPKI) loadConfig(t *testing.T, yaml string) *fusion.Config {
 // for a gateway listener.
 func writeServerCert(t *testing.T, dir, certName, keyName string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	l := testpki.NewCA(t, "edge CA").Server(t, "api.bank.example")
+	if err := os.WriteFile(filepath.Join(dir, certName), l.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7),
-		Subject:      pkix.Name{CommonName: "edge"},
-		DNSNames:     []string{"api.bank.example"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, certName), pemCert(der), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, keyName), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, keyName), l.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

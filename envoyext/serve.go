@@ -229,8 +229,9 @@ func (s *Service) peerStream(p peerPolicy) grpc.StreamServerInterceptor {
 }
 
 // Watch reloads the fusion set file (and the CA, CRL and revocation files it
-// references) when it changes, until ctx is done. A file that fails to load
-// is logged and counted; the last good config keeps serving.
+// references) when it changes, until ctx is done (see fusion.Engine.Watch:
+// file notification, with interval as the safety poll). A file that fails
+// to load is logged and counted; the last good config keeps serving.
 func (s *Service) Watch(ctx context.Context, interval time.Duration) {
 	s.engine.Watch(ctx, interval,
 		func(cfg *fusion.Config) {

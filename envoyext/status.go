@@ -42,9 +42,13 @@ type StoreStatus struct {
 	// Name is "memory" or the store URL without its password.
 	Name string `json:"name"`
 	// Errors counts failed store calls since start; Failing is true while
-	// the last call failed and scoring runs on a private in-memory store.
+	// scoring runs on a private in-memory store (the last call failed, or
+	// the store reports itself down); Bans counts fail-safe bans started.
+	// All three are the engine's own counts (fusion.EngineStats), which
+	// the metrics export too (docs/metrics.md).
 	Errors  uint64 `json:"errors"`
 	Failing bool   `json:"failing"`
+	Bans    uint64 `json:"bans"`
 }
 
 // SinkStatus is one event sink's counters.
@@ -131,7 +135,7 @@ func (s *Service) Status() Status {
 	}}
 	s.status.mu.Unlock()
 	es := s.engine.Stats()
-	st.Store = StoreStatus{Name: s.storeName, Errors: es.StoreErrors, Failing: es.StoreFallback}
+	st.Store = StoreStatus{Name: s.storeName, Errors: es.StoreErrors, Failing: es.StoreFallback, Bans: es.Bans}
 	if st.Store.Name == "" {
 		st.Store.Name = "memory"
 	}

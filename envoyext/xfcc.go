@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mccgate/mcc/adapter"
+	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -72,4 +73,16 @@ func (s *Service) xfccChain(values []string, leaf []byte) ([][]byte, error) {
 		chain = chain[:maxXFCCChain+1]
 	}
 	return chain, nil
+}
+
+// ForwardedChain is how Check reads the client's chain: pemCert is
+// attributes.source.certificate as Envoy encodes it, xfcc the
+// x-forwarded-client-cert header lines. It returns the chain the engine is
+// given and the reason the request is refused for (threat.ReasonNone when
+// nothing is). It is exported so that the differential fuzz test in parity
+// can hold it against what Caddy reads from the same header.
+func (s *Service) ForwardedChain(pemCert string, xfcc []string) ([][]byte, threat.Reason) {
+	var r fusion.Request
+	s.peerChain(&r, pemCert, xfcc)
+	return r.PeerCertificates, r.Reason
 }

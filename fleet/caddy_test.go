@@ -25,6 +25,7 @@ import (
 	_ "github.com/mccgate/mcc/caddymod" // the mcc app and the fusion_set handler
 	"github.com/mccgate/mcc/fusion/fusiontest"
 	"github.com/mccgate/mcc/internal/caddytesting"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -241,7 +242,7 @@ func readSink(t *testing.T, path string) []*threat.Event {
 		if len(line) == 0 {
 			continue
 		}
-		if err := threat.ValidateEventJSON(line); err != nil {
+		if err := schematest.ValidateEventJSON(line); err != nil {
 			t.Fatalf("%s line %d does not match the event schema: %v\n%s", filepath.Base(path), i+1, err, line)
 		}
 		e := new(threat.Event)

@@ -28,6 +28,7 @@ const maxCAFileSize = 4 << 20
 
 // setCompiler collects the problems of one set.
 type setCompiler struct {
+	files    *loadFiles // this load's reads (see filecache.go)
 	file     string
 	prefix   string // "fusion_sets[3]" in a file, "" for CompileSet
 	ix       *nodeIndex
@@ -58,7 +59,7 @@ func (c *setCompiler) addf(field, format string, args ...any) {
 // filename names the source in problems. Problems are a *LoadError whose
 // fields are relative to the set ("trusted_ca.file").
 func CompileSet(sc SetConfig, baseDir, filename string) (*Set, error) {
-	s, problems := compileSet(sc, baseDir, filename, "", nil)
+	s, problems := compileSet(sc, baseDir, filename, "", nil, newLoadFiles())
 	if len(problems) > 0 {
 		sortProblems(problems)
 		return nil, &LoadError{Problems: problems}
@@ -66,8 +67,8 @@ func CompileSet(sc SetConfig, baseDir, filename string) (*Set, error) {
 	return s, nil
 }
 
-func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex) (*Set, []Problem) {
-	c := &setCompiler{file: filename, prefix: prefix, ix: ix}
+func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex, files *loadFiles) (*Set, []Problem) {
+	c := &setCompiler{files: files, file: filename, prefix: prefix, ix: ix}
 	s := &Set{
 		ID:          sc.ID,
 		Description: sc.Description,
@@ -160,12 +161,19 @@ func (c *setCompiler) loadCerts(field string, src CASource, baseDir string, requ
 	case src.File != "":
 		path := absPath(baseDir, src.File)
 		*files = append(*files, path)
-		b, err := readLimited(path, maxCAFileSize)
-		if err != nil {
-			c.addf(field+".file", "%v", err)
+		if r := c.files.read(path, maxCAFileSize); r.err != nil {
+			c.addf(field+".file", "%v", r.err)
 			return nil
 		}
-		data, field = b, field+".file"
+		field += ".file"
+		certs, err := parseFile(c.files, path, maxCAFileSize, "ca bundle", func(_ string, data []byte) ([]*x509.Certificate, error) {
+			return parseCertBundle(data)
+		})
+		if err != nil {
+			c.addf(field, "%v", err)
+			return nil
+		}
+		return c.checkCAs(field, slices.Clone(certs))
 	case src.PEM != "":
 		data, field = []byte(src.PEM), field+".pem"
 	default:
@@ -181,6 +189,11 @@ func (c *setCompiler) loadCerts(field string, src CASource, baseDir string, requ
 		c.addf(field, "%v", err)
 		return nil
 	}
+	return c.checkCAs(field, certs)
+}
+
+// checkCAs refuses a bundle with a certificate that is not a CA's.
+func (c *setCompiler) checkCAs(field string, certs []*x509.Certificate) []*x509.Certificate {
 	for i, cert := range certs {
 		if !cert.BasicConstraintsValid || !cert.IsCA {
 			c.addf(field, "certificate %d (%s) is not a CA certificate", i+1, cert.Subject)
@@ -377,7 +390,7 @@ func (c *setCompiler) compileRevocation(s *Set, sc SetConfig, baseDir string) {
 		src.crlFields = append(src.crlFields, c.path("revocation.crls["+strconv.Itoa(i)+"]"))
 	}
 	src.issuers = append(append(src.issuers, s.CACerts...), s.IntermediateCerts...)
-	rs, errs := src.load(1)
+	rs, errs := src.loadWith(1, c.files)
 	for _, e := range errs {
 		line := 0
 		if c.ix != nil {

@@ -16,8 +16,10 @@ type File struct {
 	// FusionSets are the policies, one per app (or app and environment).
 	FusionSets []SetConfig `yaml:"fusion_sets" json:"fusion_sets"`
 	// Gateway describes the Envoy side (listeners, routes, node groups) for
-	// `mcc xds`. Caddy and `mcc authz` ignore it. It is kept as a YAML node
-	// (with line numbers) and decoded strictly by package xds, which owns it.
+	// `mcc xds`; `mcc authz` routes handshake failures by it; Caddy ignores
+	// it. It is kept as a YAML node (with the file's line numbers) and
+	// decoded strictly by package xds/gateway, which owns its format (see
+	// LoadFileWithGateway).
 	Gateway *yaml.Node `yaml:"gateway,omitempty" json:"-"`
 }
 

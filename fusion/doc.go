@@ -27,6 +27,8 @@
 // no cached verdict outlives a revocation. The cached allow path does not
 // allocate.
 //
-// Package fusiontest builds a corpus of hostile certificates, one per failure
-// class, for the gateways' tests.
+// The contracts this package implements (modes, reason codes and what each
+// scores, event fields) are in docs/ARCHITECTURE.md. Package fusiontest
+// builds a corpus of hostile certificates, one per failure class, for the
+// gateways' tests.
 package fusion

@@ -39,20 +39,6 @@ type Options struct {
 	Gateway, Node string
 }
 
-// EngineStats are the engine's counters.
-type EngineStats struct {
-	CacheHits, CacheMisses uint64
-	CacheEntries           int
-	// CacheBytes is the accounted size of the verdict caches (each set's
-	// bounded by its cache.max_bytes).
-	CacheBytes int64
-	// StoreErrors counts failed calls to the configured Store;
-	// StoreFallback is true while the last call failed and scoring runs on
-	// the engine's private in-memory store.
-	StoreErrors   uint64
-	StoreFallback bool
-}
-
 // Engine evaluates requests against fusion sets. It is safe for concurrent
 // use; Update swaps the configuration atomically.
 type Engine struct {
@@ -66,6 +52,7 @@ type Engine struct {
 
 	cacheHits   hitCounter
 	cacheMisses atomic.Uint64
+	bans        atomic.Uint64 // see countBan
 }
 
 // engineState is one configuration with its per-set caches. Swapping it
@@ -141,21 +128,6 @@ func (e *Engine) Set(id string) (*Set, bool) {
 		return nil, false
 	}
 	return ss.set, true
-}
-
-// Stats returns the engine's counters.
-func (e *Engine) Stats() EngineStats {
-	st := EngineStats{
-		CacheHits:     e.cacheHits.load(),
-		CacheMisses:   e.cacheMisses.Load(),
-		StoreErrors:   e.scores.errors.Load(),
-		StoreFallback: e.scores.failing.Load(),
-	}
-	for _, ss := range e.state.Load().sets {
-		st.CacheEntries += ss.cache.len()
-		st.CacheBytes += ss.cache.size()
-	}
-	return st
 }
 
 // Evaluate decides one request for the fusion set setID. It never panics:
@@ -276,6 +248,7 @@ func (e *Engine) failure(ctx context.Context, set *Set, req *Request, subj threa
 		total = score
 		if set.FailSafe.Enabled() && !subj.Empty() {
 			res := e.scores.add(ctx, set.ID, subj, score, set.FailSafe)
+			e.countBan(score, res, set.FailSafe)
 			if res.Total > total {
 				total = res.Total
 			}

@@ -11,11 +11,12 @@ import (
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
 // TestEventsFromEngine checks the event of every failure class: every
-// field of DESIGN.md "Threat events", valid against the schema, and emitted
+// field of docs/ARCHITECTURE.md "Threat events", valid against the schema, and emitted
 // to the pipeline because the corpus set has threat_events on.
 func TestEventsFromEngine(t *testing.T) {
 	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
@@ -41,7 +42,7 @@ func TestEventsFromEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := threat.ValidateEventJSON(b); err != nil {
+		if err := schematest.ValidateEventJSON(b); err != nil {
 			t.Errorf("%s: %v\n%s", tc.Name, err, b)
 		}
 		checks := map[string]bool{
@@ -120,7 +121,7 @@ func buildOK(tc fusiontest.Case, ev *threat.Event) bool {
 		ev.SDKVersion == "mcc-sdk/1.4.2" && ev.Certificate != nil && ev.Certificate.AppID == wantApp
 }
 
-// TestModes covers the three modes of DESIGN.md.
+// TestModes covers the three modes of docs/ARCHITECTURE.md ("Modes").
 func TestModes(t *testing.T) {
 	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
 	expired := c.Case(t, "expired")
@@ -160,7 +161,7 @@ func TestModes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("event header: %v", err)
 		}
-		if err := threat.ValidateEventJSON(raw); err != nil {
+		if err := schematest.ValidateEventJSON(raw); err != nil {
 			t.Errorf("event header: %v", err)
 		}
 		var back threat.Event
@@ -196,7 +197,7 @@ func TestUnknownSetAndPreObservedReasons(t *testing.T) {
 		t.Fatalf("unknown set: %+v", d)
 	}
 	b, _ := json.Marshal(d.Event)
-	if err := threat.ValidateEventJSON(b); err != nil {
+	if err := schematest.ValidateEventJSON(b); err != nil {
 		t.Errorf("config error event: %v", err)
 	}
 

@@ -8,7 +8,7 @@ import (
 	"github.com/mccgate/mcc/threat"
 )
 
-// buildEvent fills every field of DESIGN.md "Threat events" for a failure.
+// buildEvent fills every field of docs/ARCHITECTURE.md "Threat events" for a failure.
 func (e *Engine) buildEvent(set *Set, req *Request, reason threat.Reason, data map[string]any, v *verdict, now time.Time, score, total int, enforce, block bool) *threat.Event {
 	ev := &threat.Event{
 		Schema:                  threat.SchemaID,

@@ -1,3 +1,20 @@
+// Loading a fusion set file: one read, one YAML parse, for every reader.
+//
+//   - LoadFile(path) is what Caddy, `mcc authz` and `mcc ban` use: the
+//     validated *Config, or a *LoadError listing every problem with file,
+//     line and field. cfg.File.Gateway keeps the gateway section as a
+//     *yaml.Node with the file's line numbers; readers that only route by
+//     it (`mcc authz`) decode it from there.
+//   - LoadFileWithGateway(path) is for the readers that judge the gateway
+//     section (`mcc xds`, `mcc validate`): the same single load, plus a
+//     *GatewaySection (node, declared set ids, file name and base
+//     directory: what xds/gateway.Decode takes) returned even when the
+//     fusion sets have problems, so both kinds of problem are reported in
+//     one pass. Nobody reads the file a second time.
+//   - Parse(data, filename, baseDir) is the same for bytes in memory.
+//
+// Every referenced file (CA bundles, revocation lists, CRLs) is read and
+// parsed once per content: see filecache.go.
 package fusion
 
 import (
@@ -14,6 +31,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mccgate/mcc/internal/filewatch"
+	"github.com/mccgate/mcc/threat/storeurl"
 )
 
 // maxFileSize bounds a fusion set file; real files are a few KiB.
@@ -30,9 +50,9 @@ type Config struct {
 	// IDs are the set ids in file order.
 	IDs []string
 
-	// loaded is the state of the watched files right after loading, so
-	// that Watch also sees changes made before it started.
-	loaded filePrints
+	// loaded is the content of the watched files as loaded, so that
+	// Watch also sees changes made before it started.
+	loaded map[string]filewatch.Sum
 	// source is the file name as given (for problems); crlLines the line
 	// of each revocation.crls entry, by field path.
 	source   string
@@ -47,51 +67,112 @@ type Config struct {
 // under KnownFields), so the section is decoded by value and then moved to
 // File.Gateway.
 type fileYAML struct {
-	Store      string      `yaml:"store,omitempty"`
-	FusionSets []SetConfig `yaml:"fusion_sets"`
-	Gateway    yaml.Node   `yaml:"gateway,omitempty"`
+	Store      string       `yaml:"store,omitempty"`
+	Sinks      []SinkConfig `yaml:"sinks,omitempty"`
+	FusionSets []SetConfig  `yaml:"fusion_sets"`
+	Gateway    yaml.Node    `yaml:"gateway,omitempty"`
 }
 
 // LoadFile reads and validates a fusion set file and every file it
 // references (CA bundles, CRLs, revocation lists; paths relative to the
 // file's directory). Problems are reported as a *LoadError.
 func LoadFile(path string) (*Config, error) {
+	cfg, _, err := LoadFileWithGateway(path)
+	return cfg, err
+}
+
+// GatewaySection is a fusion set file's gateway section as the loader found
+// it, with what xds/gateway.Decode needs to judge it.
+type GatewaySection struct {
+	// Node is the section (nil when the file has none), with the file's
+	// line numbers.
+	Node *yaml.Node
+	// File names the file in problems; BaseDir resolves relative paths.
+	File, BaseDir string
+	// SetIDs are the fusion set ids the file declares, known even when
+	// the sets have problems, so references from the section are checked
+	// in the same pass.
+	SetIDs []string
+}
+
+// HasSet reports whether the file declares fusion set id.
+func (g *GatewaySection) HasSet(id string) bool {
+	for _, s := range g.SetIDs {
+		if s == id {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadFileWithGateway is LoadFile that also returns the gateway section. The
+// section is nil only when the file could not be read or is not YAML (the
+// error says why); otherwise it is returned even with an error, so that the
+// caller reports the section's problems alongside the fusion sets'.
+func LoadFileWithGateway(path string) (*Config, *GatewaySection, error) {
 	data, err := readLimited(path, maxFileSize)
 	if err != nil {
 		// The message names the file already.
-		return nil, &LoadError{Problems: []Problem{{Msg: err.Error()}}}
+		return nil, nil, &LoadError{Problems: []Problem{{Msg: err.Error()}}}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, &LoadError{Problems: []Problem{{File: path, Msg: err.Error()}}}
+		return nil, nil, &LoadError{Problems: []Problem{{File: path, Msg: err.Error()}}}
 	}
-	cfg, err := Parse(data, path, filepath.Dir(abs))
+	cfg, gw, err := parse(data, path, filepath.Dir(abs))
 	if err != nil {
-		return nil, err
+		return nil, gw, err
 	}
 	cfg.Path = abs
-	cfg.loaded = fingerprintFiles(cfg.WatchedFiles())
-	return cfg, nil
+	// What was parsed is the baseline Watch compares against, so a write
+	// made since is a change; a file the load did not read (a CRL of a
+	// set without a usable CA) is taken as it is now.
+	cfg.loaded[abs] = filewatch.SumBytes(data)
+	for _, p := range cfg.WatchedFiles() {
+		if _, ok := cfg.loaded[p]; !ok {
+			cfg.loaded[p] = filewatch.SumFile(p)
+		}
+	}
+	return cfg, gw, nil
 }
 
 // Parse validates a fusion set file held in memory. filename is used in
 // problems; baseDir resolves relative paths. Every problem found is
 // reported, as a *LoadError.
 func Parse(data []byte, filename, baseDir string) (*Config, error) {
+	cfg, _, err := parse(data, filename, baseDir)
+	return cfg, err
+}
+
+func parse(data []byte, filename, baseDir string) (*Config, *GatewaySection, error) {
+	cfg, gw, problems := parseProblems(data, filename, baseDir)
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, gw, &LoadError{Problems: problems}
+	}
+	return cfg, gw, nil
+}
+
+// parseProblems is Parse; the gateway section is nil when data is not a
+// YAML mapping.
+func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySection, []Problem) {
 	if len(data) > maxFileSize {
-		return nil, &LoadError{Problems: []Problem{{File: filename, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}}
+		return nil, nil, []Problem{{File: filename, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err, wrongLine(data))}}
+		return nil, nil, []Problem{syntaxProblem(filename, err, wrongLine(data))}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, &LoadError{Problems: []Problem{{File: filename, Line: 1, Msg: "empty file: expected a mapping with fusion_sets"}}}
+		return nil, nil, []Problem{{File: filename, Line: 1, Msg: "empty file: expected a mapping with fusion_sets"}}
 	}
 	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
-		return nil, &LoadError{Problems: []Problem{{File: filename, Line: root.Line, Msg: "expected a mapping with fusion_sets at the top level"}}}
+		return nil, nil, []Problem{{File: filename, Line: root.Line, Msg: "expected a mapping with fusion_sets at the top level"}}
 	}
 	ix := newNodeIndex(&doc)
+	// The section comes from the parsed tree, so it is there even when
+	// the strict decode below fails.
+	gw := &GatewaySection{Node: valueOf(doc.Content[0], "gateway"), File: filename, BaseDir: baseDir}
 
 	var fy fileYAML
 	var problems []Problem
@@ -100,7 +181,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	if err := dec.Decode(&fy); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, &LoadError{Problems: []Problem{syntaxProblem(filename, err, 0)}}
+			return nil, gw, []Problem{syntaxProblem(filename, err, 0)}
 		}
 		problems = append(problems, ix.typeProblems(filename, te.Errors)...)
 	}
@@ -121,10 +202,11 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	} else if !errors.Is(err, io.EOF) {
 		problems = append(problems, syntaxProblem(filename, err, 0))
 	}
-	f := File{Store: fy.Store, FusionSets: fy.FusionSets}
-	if fy.Gateway.Kind != 0 {
-		gw := fy.Gateway
-		f.Gateway = &gw
+	f := File{Store: fy.Store, Sinks: fy.Sinks, FusionSets: fy.FusionSets, Gateway: gw.Node}
+	for _, sc := range fy.FusionSets {
+		if sc.ID != "" {
+			gw.SetIDs = append(gw.SetIDs, sc.ID)
+		}
 	}
 	typeErrored := make([]string, 0, len(problems))
 	for _, p := range problems {
@@ -134,18 +216,16 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	}
 
 	var semantic []Problem
+	// One store rule for every reader of a store setting (storeurl); its
+	// messages never quote an expanded value, which may be the password.
 	store, err := ExpandSecret(f.Store, baseDir)
-	switch {
-	case err != nil:
-		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: err.Error()})
-	case store != "" && store != "memory" && !strings.HasPrefix(store, "redis://") && !strings.HasPrefix(store, "rediss://"):
-		// Never the expanded value: it may be the password itself.
-		what := fmt.Sprintf("%q", redactURL(f.Store))
-		if store != f.Store {
-			what = fmt.Sprintf("%q after expanding its placeholders", f.Store)
-		}
-		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: fmt.Sprintf("unknown store %s: want memory or a redis:// or rediss:// URL", what)})
+	if err == nil {
+		_, _, err = storeurl.ParseExpanded(store, f.Store)
 	}
+	if err != nil {
+		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: err.Error()})
+	}
+	semantic = append(semantic, sinkProblems(f.Sinks, filename, baseDir, ix)...)
 	if len(f.FusionSets) == 0 {
 		semantic = append(semantic, Problem{File: filename, Line: ix.line("fusion_sets"), Field: "fusion_sets", Msg: "at least one fusion set is required"})
 	}
@@ -153,9 +233,10 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	cfg := &Config{File: f, Sets: make(map[string]*Set, len(f.FusionSets)), source: filename, crlLines: make(map[string]int),
 		secrets: &configSecrets{store: store}}
 	firstLine := make(map[string]int)
+	files := newLoadFiles()
 	for i, sc := range f.FusionSets {
 		prefix := "fusion_sets[" + strconv.Itoa(i) + "]"
-		set, ps := compileSet(sc, baseDir, filename, prefix, ix)
+		set, ps := compileSet(sc, baseDir, filename, prefix, ix, files)
 		semantic = append(semantic, ps...)
 		if sc.ID == "" {
 			continue
@@ -183,10 +264,20 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 		}
 	}
 	if len(problems) > 0 {
-		sortProblems(problems)
-		return nil, &LoadError{Problems: problems}
+		return nil, gw, problems
 	}
-	return cfg, nil
+	cfg.loaded = files.sums()
+	return cfg, gw, nil
+}
+
+// valueOf returns the value of key in mapping n, or nil.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // WatchedFiles returns the file itself and every CA, intermediate, CRL and
@@ -337,6 +428,6 @@ func NewConfig(sets ...*Set) (*Config, error) {
 		cfg.IDs = append(cfg.IDs, s.ID)
 		cfg.File.FusionSets = append(cfg.File.FusionSets, s.Config)
 	}
-	cfg.loaded = fingerprintFiles(cfg.WatchedFiles())
+	cfg.loaded = filewatch.SumFiles(cfg.WatchedFiles())
 	return cfg, nil
 }

@@ -179,7 +179,7 @@ func TestLoadProblems(t *testing.T) {
 		{"bad pin", validSet + "    spki_pins: [\"abc\"]\n",
 			[]wantProblem{{8, "fusion_sets[0].spki_pins[0]", "base64 SHA-256"}}},
 		{"bad store", "store: mongodb://x\n" + validSet,
-			[]wantProblem{{1, "store", "unknown store"}}},
+			[]wantProblem{{1, "store", "is neither \"memory\" nor a redis:// or rediss:// URL"}}},
 		{"no sets", "fusion_sets: []\n",
 			[]wantProblem{{1, "fusion_sets", "at least one"}}},
 		{"YAML syntax", "fusion_sets:\n  - id: [\n",

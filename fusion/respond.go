@@ -3,10 +3,6 @@ package fusion
 import (
 	"encoding/base64"
 	"encoding/json"
-	"mime"
-	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/mccgate/mcc/threat"
 )
@@ -40,71 +36,5 @@ func (d *Decision) UpstreamHeaders() map[string]string {
 	}
 }
 
-// blockBody is the JSON block response.
-type blockBody struct {
-	Error      string `json:"error"`
-	Message    string `json:"message"`
-	ReasonCode string `json:"reasonCode"`
-	ExternalID string `json:"externalID,omitempty"`
-	FusionSet  string `json:"fusionSet"`
-}
-
-// RenderBlock renders the user-facing block response: JSON when the Accept
-// header prefers application/json, else plain text with the message and a
-// reference the user can quote to support.
-func RenderBlock(d *Decision, accept string) (contentType string, body []byte) {
-	status, msg := d.Status, d.Message
-	if status == 0 {
-		status = DefaultStatus
-	}
-	if msg == "" {
-		msg = DefaultMessage
-	}
-	ref := ""
-	if d.Event != nil {
-		ref = d.Event.ExternalID
-	}
-	if prefersJSON(accept) {
-		b, _ := json.Marshal(blockBody{
-			Error:      http.StatusText(status),
-			Message:    msg,
-			ReasonCode: string(d.Reason),
-			ExternalID: ref,
-			FusionSet:  d.FusionSet,
-		})
-		return "application/json", append(b, '\n')
-	}
-	text := msg + "\n"
-	if ref != "" {
-		text += "reference: " + ref + "\n"
-	}
-	return "text/plain; charset=utf-8", []byte(text)
-}
-
-// prefersJSON reports whether an Accept header ranks application/json (or
-// a +json type) above text/plain and text/html.
-func prefersJSON(accept string) bool {
-	bestJSON, bestText := -1.0, -1.0
-	for _, part := range strings.Split(accept, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		q := 1.0
-		if s, ok := params["q"]; ok {
-			if f, err := strconv.ParseFloat(s, 64); err == nil {
-				q = f
-			}
-		}
-		if q <= 0 {
-			continue
-		}
-		switch {
-		case mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")):
-			bestJSON = max(bestJSON, q)
-		case mt == "text/plain" || mt == "text/html" || mt == "text/*" || mt == "*/*":
-			bestText = max(bestText, q)
-		}
-	}
-	return bestJSON > 0 && bestJSON >= bestText
-}
+// The block response itself (status, headers, JSON or text body) is HTTP
+// shape, the same at both gateways: adapter.Block renders it from a Decision.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // maxRevocationFileSize bounds a revocation list or CRL file (a million
@@ -39,8 +40,17 @@ type revocationSet struct {
 	// leading zeros, so a lookup is m[string(b)] without allocation.
 	serials      map[string]struct{}
 	fingerprints map[[sha256.Size]byte]struct{}
+	// lists are the parsed list files and CRLs: shared by every set that
+	// names the same file content (see filecache.go), never modified.
+	lists []*revList
 	// crls describes every CRL read, for freshness checks.
 	crls []*crlInfo
+}
+
+// revList is what one revocation list file or CRL file revokes.
+type revList struct {
+	serials      map[string]struct{}
+	fingerprints map[[sha256.Size]byte]struct{}
 }
 
 // fieldError is a problem in a set's revocation data.
@@ -55,14 +65,30 @@ func (rs *revocationSet) revoked(serial []byte, fp *[sha256.Size]byte) (bySerial
 	if _, ok := rs.serials[string(serial)]; ok {
 		return true, false
 	}
+	for _, l := range rs.lists {
+		if _, ok := l.serials[string(serial)]; ok {
+			return true, false
+		}
+	}
 	if _, ok := rs.fingerprints[*fp]; ok {
 		return false, true
+	}
+	for _, l := range rs.lists {
+		if _, ok := l.fingerprints[*fp]; ok {
+			return false, true
+		}
 	}
 	return false, false
 }
 
 // load reads every revocation source into a new generation.
 func (src *revocationSource) load(gen uint64) (*revocationSet, []fieldError) {
+	return src.loadWith(gen, newLoadFiles())
+}
+
+// loadWith is load within a load that may read the same files for other
+// sets.
+func (src *revocationSource) loadWith(gen uint64, files *loadFiles) (*revocationSet, []fieldError) {
 	rs := &revocationSet{
 		gen:          gen,
 		serials:      make(map[string]struct{}, len(src.serials)),
@@ -76,7 +102,7 @@ func (src *revocationSource) load(gen uint64) (*revocationSet, []fieldError) {
 	}
 	var errs []fieldError
 	for i, path := range src.files {
-		if err := rs.readList(path); err != nil {
+		if err := rs.readList(files, path); err != nil {
 			errs = append(errs, fieldError{field: src.fileFields[i], msg: err.Error()})
 		}
 	}
@@ -84,20 +110,27 @@ func (src *revocationSource) load(gen uint64) (*revocationSet, []fieldError) {
 		if len(src.issuers) == 0 {
 			break // no usable CA: that problem is reported already
 		}
-		if err := rs.readCRL(path, src.crlFields[i], src.issuers); err != nil {
+		if err := rs.readCRL(files, path, src.crlFields[i], src.issuers); err != nil {
 			errs = append(errs, fieldError{field: src.crlFields[i], msg: err.Error()})
 		}
 	}
 	return rs, errs
 }
 
-// readList reads a revocation list as written by `mcc revoke`: one hex
-// serial or "sha256:<hex>" fingerprint per line, '#' starts a comment.
-func (rs *revocationSet) readList(path string) error {
-	data, err := readLimited(path, maxRevocationFileSize)
+// readList adds a revocation list as written by `mcc revoke`.
+func (rs *revocationSet) readList(files *loadFiles, path string) error {
+	l, err := parseFile(files, path, maxRevocationFileSize, "revocation list", parseList)
 	if err != nil {
 		return err
 	}
+	rs.lists = append(rs.lists, l)
+	return nil
+}
+
+// parseList parses a revocation list: one hex serial or "sha256:<hex>"
+// fingerprint per line, '#' starts a comment.
+func parseList(path string, data []byte) (*revList, error) {
+	l := &revList{serials: map[string]struct{}{}, fingerprints: map[[sha256.Size]byte]struct{}{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -112,30 +145,40 @@ func (rs *revocationSet) readList(path string) error {
 		if rest, ok := cutPrefixFold(line, "sha256:"); ok {
 			fp, err := parseFingerprint(rest)
 			if err != nil {
-				return fmt.Errorf("%s:%d: %w", path, n, err)
+				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 			}
-			rs.fingerprints[fp] = struct{}{}
+			l.fingerprints[fp] = struct{}{}
 			continue
 		}
 		serial, err := parseSerial(line)
 		if err != nil {
-			return fmt.Errorf("%s:%d: %w", path, n, err)
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 		}
-		rs.serials[string(serial)] = struct{}{}
+		l.serials[string(serial)] = struct{}{}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return nil
+	return l, nil
 }
 
-// readCRL reads a PEM or DER CRL and checks that one of issuers signed it
-// and that it is not older than a CRL of the same issuer seen before.
-func (rs *revocationSet) readCRL(path, field string, issuers []*x509.Certificate) error {
-	data, err := readLimited(path, maxRevocationFileSize)
-	if err != nil {
-		return err
-	}
+// crlFile is a parsed CRL file: its CRLs and what they revoke together.
+type crlFile struct {
+	crls    []*x509.RevocationList
+	revoked *revList
+	// signers remembers which issuer verified each CRL's signature, by
+	// CRL index and issuer certificate hash, so that sets sharing the CA
+	// verify it once.
+	signers sync.Map // crlSignerKey -> bool
+}
+
+type crlSignerKey struct {
+	crl    int
+	issuer [sha256.Size]byte
+}
+
+// parseCRLFile parses a PEM (one or more X509 CRL blocks) or DER CRL file.
+func parseCRLFile(path string, data []byte) (*crlFile, error) {
 	var ders [][]byte
 	if bytes.Contains(data, []byte("-----BEGIN")) {
 		rest := data
@@ -146,22 +189,57 @@ func (rs *revocationSet) readCRL(path, field string, issuers []*x509.Certificate
 				break
 			}
 			if b.Type != "X509 CRL" {
-				return fmt.Errorf("%s: unexpected PEM block %q, want X509 CRL", path, b.Type)
+				return nil, fmt.Errorf("%s: unexpected PEM block %q, want X509 CRL", path, b.Type)
 			}
 			ders = append(ders, b.Bytes)
 		}
 		if len(ders) == 0 {
-			return fmt.Errorf("%s: no PEM X509 CRL block found", path)
+			return nil, fmt.Errorf("%s: no PEM X509 CRL block found", path)
 		}
 	} else {
 		ders = [][]byte{data}
 	}
+	cf := &crlFile{revoked: &revList{serials: map[string]struct{}{}, fingerprints: map[[sha256.Size]byte]struct{}{}}}
 	for _, der := range ders {
 		crl, err := x509.ParseRevocationList(der)
 		if err != nil {
-			return fmt.Errorf("%s: parsing CRL: %w", path, err)
+			return nil, fmt.Errorf("%s: parsing CRL: %w", path, err)
 		}
-		signer := crlSigner(crl, issuers)
+		cf.crls = append(cf.crls, crl)
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber != nil {
+				cf.revoked.serials[string(e.SerialNumber.Bytes())] = struct{}{}
+			}
+		}
+	}
+	return cf, nil
+}
+
+// signer is crlSigner for the file's i-th CRL, remembered per issuer.
+func (cf *crlFile) signer(i int, issuers []*x509.Certificate) *x509.Certificate {
+	for _, is := range issuers {
+		k := crlSignerKey{i, sha256.Sum256(is.Raw)}
+		ok, known := cf.signers.Load(k)
+		if !known {
+			ok = crlSigner(cf.crls[i], []*x509.Certificate{is}) != nil
+			cf.signers.Store(k, ok)
+		}
+		if ok.(bool) {
+			return is
+		}
+	}
+	return nil
+}
+
+// readCRL adds a PEM or DER CRL after checking that one of issuers signed
+// it and that it is not older than a CRL of the same issuer seen before.
+func (rs *revocationSet) readCRL(files *loadFiles, path, field string, issuers []*x509.Certificate) error {
+	cf, err := parseFile(files, path, maxRevocationFileSize, "crl", parseCRLFile)
+	if err != nil {
+		return err
+	}
+	for i, crl := range cf.crls {
+		signer := cf.signer(i, issuers)
 		if signer == nil {
 			return fmt.Errorf("%s: CRL signature does not verify against the trusted CA or intermediates", path)
 		}
@@ -170,12 +248,8 @@ func (rs *revocationSet) readCRL(path, field string, issuers []*x509.Certificate
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		rs.crls = append(rs.crls, info)
-		for _, e := range crl.RevokedCertificateEntries {
-			if e.SerialNumber != nil {
-				rs.serials[string(e.SerialNumber.Bytes())] = struct{}{}
-			}
-		}
 	}
+	rs.lists = append(rs.lists, cf.revoked)
 	return nil
 }
 
@@ -189,13 +263,17 @@ func crlSigner(crl *x509.RevocationList, issuers []*x509.Certificate) *x509.Cert
 	return nil
 }
 
+// serialSeparators are what a hex serial may be grouped by. Built once: a
+// replacer per call cost most of the time of reading a long list.
+var serialSeparators = strings.NewReplacer(":", "", " ", "")
+
 // parseSerial parses a hex serial, ignoring case, colons, spaces and a 0x
 // prefix (as pki.ParseSerial does),
 // into its magnitude bytes without leading zeros.
 func parseSerial(s string) ([]byte, error) {
 	h := strings.ToLower(strings.TrimSpace(s))
 	h = strings.TrimPrefix(h, "0x")
-	h = strings.NewReplacer(":", "", " ", "").Replace(h)
+	h = serialSeparators.Replace(h)
 	if h == "" {
 		return nil, errors.New("empty serial")
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/mccgate/mcc/threat"
 )
 
-// TestCachedAllowAllocations holds the keep-alive budget of DESIGN.md: at
+// TestCachedAllowAllocations holds the keep-alive budget of README.md ("Performance"): at
 // most 2 allocations for a cached allow with the memory store.
 func TestCachedAllowAllocations(t *testing.T) {
 	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")

@@ -73,24 +73,6 @@ func ExpandSecret(v, baseDir string) (string, error) {
 	return out, nil
 }
 
-// redactURL replaces a URL's password with "xxxxx", for messages about a
-// setting written without placeholders.
-func redactURL(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return s
-	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return s
-	}
-	return scheme + "://" + user + ":xxxxx@" + rest[at+1:]
-}
-
 // configSecrets holds a loaded file's expanded secrets. Config holds it by
 // pointer so that printing a Config (%+v) shows an address, not the values.
 type configSecrets struct {

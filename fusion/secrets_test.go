@@ -75,7 +75,7 @@ func TestStorePlaceholders(t *testing.T) {
 	// message says so without the value.
 	t.Setenv("MCC_C2_BAD_URL", "mongodb://admin:"+secret+"@db")
 	_, err := loadString(t, c.Dir, "store: \"{env.MCC_C2_BAD_URL}\"\n"+validSet)
-	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), `store: unknown store "{env.MCC_C2_BAD_URL}" after expanding its placeholders`) {
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), `store "{env.MCC_C2_BAD_URL}" is neither "memory" nor a redis:// or rediss:// URL once its placeholders are expanded`) {
 		t.Fatalf("bad expanded store: %v", err)
 	}
 	// Without placeholders, a bad store URL's password is redacted.

@@ -111,8 +111,18 @@ func (s *Set) RevokedSerials() []string {
 	if rs == nil {
 		return nil
 	}
-	out := make([]string, 0, len(rs.serials))
-	for k := range rs.serials {
+	seen := make(map[string]bool, len(rs.serials))
+	add := func(m map[string]struct{}) {
+		for k := range m {
+			seen[k] = true
+		}
+	}
+	add(rs.serials)
+	for _, l := range rs.lists {
+		add(l.serials)
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
 		out = append(out, serialHex([]byte(k)))
 	}
 	sort.Strings(out)

@@ -41,7 +41,7 @@ func walkStrict(file string, n *yaml.Node, t reflect.Type, path string, depth in
 		t = t.Elem()
 	}
 	// Types that decode themselves (Duration, ByteSize) judge their own
-	// values; the gateway section belongs to package xds.
+	// values; the gateway section belongs to package xds/gateway.
 	if t == yamlNodeType || reflect.PointerTo(t).Implements(unmarshalerType) {
 		return
 	}

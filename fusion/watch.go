@@ -1,16 +1,14 @@
 package fusion
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/internal/filewatch"
 )
 
 // ReloadRevocations re-reads every set's revocation lists and CRLs and swaps
@@ -19,8 +17,9 @@ import (
 // cannot be read keeps its previous data, and the error says which.
 func (e *Engine) ReloadRevocations() error {
 	var errs []error
+	files := newLoadFiles() // sets naming the same file read it once
 	for _, ss := range e.state.Load().sets {
-		if err := ss.set.reloadRevocations(); err != nil {
+		if err := ss.set.reloadRevocations(files); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -28,7 +27,7 @@ func (e *Engine) ReloadRevocations() error {
 }
 
 // reloadRevocations builds the next revocation generation of s.
-func (s *Set) reloadRevocations() error {
+func (s *Set) reloadRevocations(files *loadFiles) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.rev.Load()
@@ -36,7 +35,7 @@ func (s *Set) reloadRevocations() error {
 	if old != nil {
 		gen = old.gen + 1
 	}
-	rs, errs := s.revSrc.load(gen)
+	rs, errs := s.revSrc.loadWith(gen, files)
 	if len(errs) > 0 {
 		var joined []error
 		for _, fe := range errs {
@@ -48,9 +47,11 @@ func (s *Set) reloadRevocations() error {
 	return nil
 }
 
-// Watch polls the served config's files every interval: the fusion set file,
-// CA bundles, revocation lists and CRLs. When one changes (size, mtime or
-// content), a file-backed config is reloaded in full: a good file is served
+// Watch reloads the served config when one of its files changes: the fusion
+// set file, CA bundles, revocation lists and CRLs. Changes are noticed by
+// internal/filewatch (file notification, content hashes, one debounce
+// rule); interval is its safety poll, and how often CRL freshness is
+// checked. A file-backed config is reloaded in full: a good file is served
 // with Update and passed to onReload; a bad one goes to onError and the last
 // good config keeps serving. An inline config (no Path) has its revocation
 // data reloaded. Watch returns when ctx is done.
@@ -65,116 +66,78 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 		onError = func(err error) { e.log.Error("fusion set reload failed", zap.Error(err)) }
 	}
 	cfg := e.Config()
-	prints := baseline(cfg)
+	w, err := filewatch.New(cfg.WatchedFiles(), filewatch.Options{Poll: interval, Logger: e.log})
+	if err != nil {
+		onError(fmt.Errorf("watching the fusion set files: %w", err))
+		return
+	}
+	defer w.Close()
 	// CRL freshness is logged as it changes: stale soon, expired, fresh.
 	crls := NewCRLMonitor(e.log)
 	crls.Check(cfg, e.clock())
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// A file changed between the load and the watcher's start is a change.
+	changed := cfg.changedSinceLoad()
 	for {
+		if changed {
+			changed = false
+			next, err := e.reload(cfg)
+			if err != nil {
+				// Reported once: the watcher reports the next change.
+				onError(err)
+			} else {
+				cfg = next
+				if err := w.SetPaths(cfg.WatchedFiles()); err != nil {
+					onError(err)
+				}
+				// SetPaths took the files as they are now as the
+				// baseline: a write since the load is a change.
+				changed = cfg.changedSinceLoad()
+				crls.Check(cfg, e.clock())
+				onReload(cfg)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		if cur := e.Config(); cur != cfg {
-			// Someone else called Update: watch the new files from here.
-			cfg = cur
-			prints = baseline(cfg)
-		}
-		crls.Check(cfg, e.clock())
-		now := fingerprintFiles(cfg.WatchedFiles())
-		if now.equal(prints) {
-			continue
-		}
-		if cfg.Path == "" {
-			prints = now // report a bad file once, not on every tick
-			if err := e.ReloadRevocations(); err != nil {
-				onError(err)
-				continue
+		case _, ok := <-w.Changes():
+			if !ok {
+				return
 			}
-			onReload(cfg)
-			continue
+			changed = true
+		case <-t.C:
+			crls.Check(cfg, e.clock())
+			if cur := e.Config(); cur != cfg {
+				// Someone else called Update: watch the new files from here.
+				cfg = cur
+				if err := w.SetPaths(cfg.WatchedFiles()); err != nil {
+					onError(err)
+				}
+				changed = cfg.changedSinceLoad()
+			}
 		}
-		next, err := LoadFile(cfg.Path)
-		if err != nil {
-			onError(err)
-			prints = now // report a bad file once, not on every tick
-			continue
+	}
+}
+
+// reload loads cfg's file again and serves it, or, for an inline config,
+// reloads its revocation data.
+func (e *Engine) reload(cfg *Config) (*Config, error) {
+	if cfg.Path == "" {
+		if err := e.ReloadRevocations(); err != nil {
+			return nil, err
 		}
-		e.Update(next)
-		cfg, prints = next, next.loaded
-		crls.Check(cfg, e.clock())
-		onReload(next)
+		cfg.loaded = filewatch.SumFiles(cfg.WatchedFiles())
+		return cfg, nil
 	}
-}
-
-// baseline is the state of cfg's files to compare against: as loaded when
-// known, else as they are now.
-func baseline(cfg *Config) filePrints {
-	if cfg.loaded != nil {
-		return cfg.loaded
-	}
-	return fingerprintFiles(cfg.WatchedFiles())
-}
-
-// fileState is what Watch compares: size, mtime and a content hash (an
-// editor can rewrite a file within one mtime tick and keep its size).
-type fileState struct {
-	exists bool
-	size   int64
-	mtime  time.Time
-	sum    [sha256.Size]byte
-}
-
-const (
-	hashAlwaysBelow = 1 << 20
-	hashRecentFor   = time.Minute
-)
-
-type filePrints map[string]fileState
-
-func fingerprintFiles(paths []string) filePrints {
-	out := make(filePrints, len(paths))
-	for _, p := range paths {
-		out[p] = fingerprintFile(p)
-	}
-	return out
-}
-
-func fingerprintFile(path string) fileState {
-	f, err := os.Open(path)
+	next, err := LoadFile(cfg.Path)
 	if err != nil {
-		return fileState{}
+		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fileState{}
-	}
-	st := fileState{exists: true, size: fi.Size(), mtime: fi.ModTime()}
-	// Hashing catches a rewrite that kept size and mtime (coarse mtime
-	// clocks, fast writers). Old, large files (a million-serial list) are
-	// not re-hashed on every tick: their size or mtime would have changed.
-	if st.size <= hashAlwaysBelow || time.Since(st.mtime) < hashRecentFor {
-		h := sha256.New()
-		if _, err := io.Copy(h, io.LimitReader(f, maxRevocationFileSize)); err != nil {
-			return fileState{}
-		}
-		h.Sum(st.sum[:0])
-	}
-	return st
+	e.Update(next)
+	return next, nil
 }
 
-func (a filePrints) equal(b filePrints) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, va := range a {
-		vb, ok := b[k]
-		if !ok || va.exists != vb.exists || va.size != vb.size || !va.mtime.Equal(vb.mtime) || !bytes.Equal(va.sum[:], vb.sum[:]) {
-			return false
-		}
-	}
-	return true
-}
+// changedSinceLoad reports whether a file of cfg differs from what was
+// loaded (always false when that is unknown).
+func (c *Config) changedSinceLoad() bool { return filewatch.ChangedSince(c.loaded) }

@@ -255,7 +255,7 @@ func envoyVerdict(t *testing.T, client authv3.AuthorizationClient, c *fusiontest
 	return v
 }
 
-// blockVerdict reads a JSON block page (fusion.RenderBlock).
+// blockVerdict reads a JSON block page (adapter.Block).
 func blockVerdict(t *testing.T, what string, status int, body string) verdict {
 	t.Helper()
 	var page struct {

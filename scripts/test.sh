@@ -55,6 +55,9 @@ echo "== fuzz (short)"
 for target in FuzzLoad FuzzEvaluate; do
 	go test -run='^$' -fuzz="^${target}\$" -fuzztime=15s ./fusion
 done
+# The same forwarded-certificate header through both gateways' paths: the
+# same chain or the same refusal (issue 11's differential fuzz).
+go test -run='^$' -fuzz='^FuzzKitCertHeader$' -fuzztime=15s ./parity
 
 if [ "${MCC_SKIP_XCADDY:-}" != 1 ]; then
 	echo "== xcaddy build (the README's line)"

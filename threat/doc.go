@@ -1,10 +1,10 @@
 // Package threat is mcc's threat-event core, shared by the Caddy and Envoy
 // gateways through package fusion:
 //
-//   - Event, the mcc.threat-event/v1 object, with its reason codes, a fast
-//     allocation-light encoder (MarshalJSON, AppendJSON) and ValidateEventJSON,
-//     which checks an encoded event against the published JSON Schema
-//     (schema/threat-event.v1.json at the repository root).
+//   - Event, the mcc.threat-event/v1 object, with its reason codes and a fast
+//     allocation-light encoder (MarshalJSON, AppendJSON). Its JSON Schema is
+//     schema/threat-event.v1.json at the repository root; tests check events
+//     against it with internal/schematest.
 //   - Store, where fail-safe enforcement keeps scores and bans, and
 //     MemoryStore, the embedded implementation: fixed windows per key,
 //     atomic add-and-ban, a lock-free Banned when nobody is banned, bounded

@@ -9,7 +9,7 @@ const SchemaID = "mcc.threat-event/v1"
 // FeatureName is the value of Event.Name for every event mcc emits.
 const FeatureName = "MobileClientCertificates"
 
-// Mode is how a fusion set enforces: see DESIGN.md "Modes".
+// Mode is how a fusion set enforces: see docs/ARCHITECTURE.md "Modes".
 type Mode string
 
 const (

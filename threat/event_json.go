@@ -22,7 +22,8 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes an event written by MarshalJSON: the top-level keys
 // named in DeviceKeys go back into Device. Unknown keys are ignored so that an
-// older receiver can read a newer event; ValidateEventJSON is the strict check.
+// older receiver can read a newer event; the JSON Schema
+// (schema/threat-event.v1.json) is the strict check.
 func (e *Event) UnmarshalJSON(b []byte) error {
 	var f eventFields
 	if err := json.Unmarshal(b, &f); err != nil {

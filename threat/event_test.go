@@ -2,21 +2,19 @@ package threat_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"math/big"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/internal/schematest"
+	"github.com/mccgate/mcc/internal/testpki"
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/threattest"
 )
@@ -78,7 +76,7 @@ func TestEventJSONDropsUnknownAndEmptyDeviceKeys(t *testing.T) {
 	if bytes.Contains(b, []byte("imei")) || bytes.Contains(b, []byte("osVersion")) {
 		t.Errorf("unknown or empty device key encoded: %s", b)
 	}
-	if err := threat.ValidateEventJSON(b); err != nil {
+	if err := schematest.ValidateEventJSON(b); err != nil {
 		t.Error(err)
 	}
 	var out threat.Event
@@ -136,7 +134,7 @@ func TestEventsOfEveryReasonValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := threat.ValidateEventJSON(b); err != nil {
+			if err := schematest.ValidateEventJSON(b); err != nil {
 				t.Errorf("%s (minimal %v): %v\n%s", r, minimal, err, b)
 			}
 		}
@@ -184,11 +182,11 @@ func TestMutatedEventsFailValidation(t *testing.T) {
 		"not an object":        []byte(`[1,2]`),
 		"trailing garbage":     append(append([]byte(nil), good...), []byte(` {}`)...),
 	}
-	if err := threat.ValidateEventJSON(good); err != nil {
+	if err := schematest.ValidateEventJSON(good); err != nil {
 		t.Fatalf("unmutated event: %v", err)
 	}
 	for name, b := range cases {
-		if err := threat.ValidateEventJSON(b); err == nil {
+		if err := schematest.ValidateEventJSON(b); err == nil {
 			t.Errorf("%s: validated, want an error\n%s", name, b)
 		}
 	}
@@ -217,7 +215,7 @@ func TestEventNeverCarriesPEM(t *testing.T) {
 			t.Errorf("event JSON contains %q:\n%s", bad, b)
 		}
 	}
-	if err := threat.ValidateEventJSON(b); err != nil {
+	if err := schematest.ValidateEventJSON(b); err != nil {
 		t.Error(err)
 	}
 	// The caller's map is left as it was.
@@ -257,33 +255,17 @@ func TestNewEventID(t *testing.T) {
 // PEM and the CertInfo a gateway would report for it.
 func newCert(t *testing.T) (certPEM, keyPEM []byte, info *threat.CertInfo) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	l := testpki.SelfSigned(t, &x509.Certificate{
 		SerialNumber: big.NewInt(0x1a2b3c4d),
 		Subject:      pkix.Name{CommonName: "app", Organization: []string{"bank-prod"}},
 		NotBefore:    time.Now().Add(-time.Hour).Truncate(time.Second),
 		NotAfter:     time.Now().Add(time.Hour).Truncate(time.Second),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(der)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}, nil)
+	cert := l.Cert
+	sum := sha256.Sum256(cert.Raw)
+	return l.CertPEM, l.KeyPEM,
 		&threat.CertInfo{
 			Serial:    cert.SerialNumber.Text(16),
 			SHA256:    hex.EncodeToString(sum[:]),

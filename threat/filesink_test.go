@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -27,7 +28,7 @@ func readLines(t *testing.T, path string) []*threat.Event {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if err := threat.ValidateEventJSON(sc.Bytes()); err != nil {
+		if err := schematest.ValidateEventJSON(sc.Bytes()); err != nil {
 			t.Fatalf("%s line %d: %v", path, len(out)+1, err)
 		}
 		var e threat.Event

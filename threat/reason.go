@@ -4,8 +4,10 @@ package threat
 // event contract (schema mcc.threat-event/v1): never rename one, only add.
 type Reason string
 
-// Reason codes, one per failure class. DESIGN.md lists them; the JSON Schema in
-// schema/threat-event.v1.json enumerates them.
+// Reason codes, one per failure class. docs/ARCHITECTURE.md ("Reason codes")
+// lists them; the JSON Schema in schema/threat-event.v1.json enumerates them.
+// A code is added here only together with the code that produces it (the
+// clone detection issue adds RATE_ANOMALY that way).
 const (
 	ReasonNone              Reason = ""
 	ReasonNoClientCert      Reason = "NO_CLIENT_CERT"
@@ -18,7 +20,6 @@ const (
 	ReasonWrongKeyUsage     Reason = "WRONG_KEY_USAGE"
 	ReasonCertMalformed     Reason = "CERT_MALFORMED"
 	ReasonBuildBlocked      Reason = "BUILD_BLOCKED"
-	ReasonRateAnomaly       Reason = "RATE_ANOMALY"
 	ReasonFailSafeActive    Reason = "FAIL_SAFE_ACTIVE"
 	ReasonHandshakeFailed   Reason = "HANDSHAKE_FAILED"
 	ReasonSpoofedCertHeader Reason = "SPOOFED_CERT_HEADER"
@@ -31,7 +32,7 @@ const (
 var AllReasons = []Reason{
 	ReasonNoClientCert, ReasonCertUntrusted, ReasonCertExpired, ReasonCertNotYetValid,
 	ReasonCertRevoked, ReasonIdentityMismatch, ReasonWeakCrypto, ReasonWrongKeyUsage,
-	ReasonCertMalformed, ReasonBuildBlocked, ReasonRateAnomaly, ReasonFailSafeActive,
+	ReasonCertMalformed, ReasonBuildBlocked, ReasonFailSafeActive,
 	ReasonHandshakeFailed, ReasonSpoofedCertHeader, ReasonConfigError,
 }
 
@@ -49,7 +50,6 @@ var DefaultScores = map[Reason]int{
 	ReasonWrongKeyUsage:     30,
 	ReasonCertMalformed:     40,
 	ReasonBuildBlocked:      20,
-	ReasonRateAnomaly:       20,
 	ReasonFailSafeActive:    0,
 	ReasonHandshakeFailed:   20,
 	ReasonSpoofedCertHeader: 50,
@@ -89,7 +89,6 @@ var reasonSubjects = map[Reason]SubjectSet{
 	ReasonWrongKeyUsage:     AllSubjects,
 	ReasonCertMalformed:     AllSubjects,
 	ReasonBuildBlocked:      ClientSubjects,
-	ReasonRateAnomaly:       ClientSubjects,
 	ReasonFailSafeActive:    NoSubjects,
 	ReasonHandshakeFailed:   ClientSubjects,
 	ReasonSpoofedCertHeader: ClientSubjects,

@@ -96,6 +96,16 @@ type Store interface {
 	Close() error
 }
 
+// HealthReporter is implemented by stores that know when they cannot serve
+// before a call fails (a Redis store whose circuit breaker is open). The
+// engine reports it as its store fallback state (fusion.EngineStats), which
+// both gateways export. It is optional so that Store stays what the request
+// path needs.
+type HealthReporter interface {
+	// Degraded reports whether calls are being refused or failing now.
+	Degraded() bool
+}
+
 // Ban is one live ban, as listed for operators.
 type Ban struct {
 	// Set is the fusion set (the store namespace).

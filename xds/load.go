@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -38,15 +37,16 @@ type Config struct {
 }
 
 // Load reads the fusion set file at path strictly, with its gateway section
-// and every file either refers to. Problems in the file are reported
-// together as a *cfgerr.List (= *fusion.LoadError = *gateway.Error), each
-// with file, line and field.
+// and every file either refers to, through fusion's one loader (each
+// referenced file is parsed once per content there). Problems in the file
+// are reported together as a *cfgerr.List (= *fusion.LoadError =
+// *gateway.Error), each with file, line and field.
 func Load(path string) (*Config, error) {
 	// Every problem `mcc validate` reports is reported here too, at once:
 	// those of the fusion sets, those of the gateway section (decoded even
 	// when the fusion sets have problems), and expired CRLs.
-	fc, gwNode, err := loadFusion(path)
-	var problems, crlProblems []cfgerr.Problem
+	fc, section, err := fusion.LoadFileWithGateway(path)
+	var problems []cfgerr.Problem
 	if err != nil {
 		var le *fusion.LoadError
 		if !errors.As(err, &le) {
@@ -54,14 +54,14 @@ func Load(path string) (*Config, error) {
 		}
 		problems = append(problems, le.Problems...)
 	}
-	opts := gateway.Options{File: path, BaseDir: filepath.Dir(absPath(path))}
-	if fc != nil {
-		opts.FusionSet = func(id string) bool { return fc.Sets[id] != nil }
-	}
 	var gw *gateway.Gateway
-	if fc != nil || gwNode != nil {
+	if section != nil {
 		var gerr error
-		gw, gerr = gateway.Decode(gwNode, opts)
+		gw, gerr = gateway.Decode(section.Node, gateway.Options{File: section.File, BaseDir: section.BaseDir, FusionSet: section.HasSet})
+		if gerr == nil {
+			// mcc xds sends listener certificates and keys: it reads them.
+			gerr = gw.LoadMaterial()
+		}
 		if gerr != nil {
 			var ge *gateway.Error
 			if !errors.As(gerr, &ge) {
@@ -70,27 +70,20 @@ func Load(path string) (*Config, error) {
 			problems = append(problems, ge.Problems...)
 		}
 	}
-	if fc != nil {
-		// An expired or nearly expired CRL is reported, not refused: Envoy
-		// (like mcc authz) then refuses the certificates it covers, which
-		// is the policy, while the other fusion sets keep working.
-		expired, soon := fc.CRLProblems(time.Now())
-		crlProblems = append(expired, soon...)
-	}
 	if len(problems) > 0 {
 		return nil, &cfgerr.List{Problems: problems}
 	}
-	cfg := &Config{Fusion: fc, Gateway: gw, CRLProblems: crlProblems, Input: translate.Input{Gateway: gw, Sets: map[string]*translate.FusionSet{}}}
+	// An expired or nearly expired CRL is reported, not refused: Envoy
+	// (like mcc authz) then refuses the certificates it covers, which is
+	// the policy, while the other fusion sets keep working.
+	expired, soon := fc.CRLProblems(time.Now())
+	cfg := &Config{Fusion: fc, Gateway: gw, CRLProblems: append(expired, soon...),
+		Input: translate.Input{Gateway: gw, Sets: map[string]*translate.FusionSet{}}}
 	for _, l := range gw.Listeners {
 		for _, id := range l.FusionSets() {
-			if cfg.Input.Sets[id] != nil {
-				continue
+			if cfg.Input.Sets[id] == nil {
+				cfg.Input.Sets[id] = fusionSet(fc.Sets[id])
 			}
-			fs, err := fusionSet(fc.Sets[id])
-			if err != nil {
-				return nil, fmt.Errorf("%s: fusion set %q: %w", path, id, err)
-			}
-			cfg.Input.Sets[id] = fs
 		}
 	}
 	cfg.Files = append(fc.WatchedFiles(), gw.Files()...)
@@ -101,29 +94,22 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
-func absPath(path string) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		return abs
-	}
-	return path
-}
-
 // fusionSet is what Envoy's handshake needs of a compiled fusion set.
-func fusionSet(s *fusion.Set) (*translate.FusionSet, error) {
+func fusionSet(s *fusion.Set) *translate.FusionSet {
 	fs := &translate.FusionSet{
 		ID:          s.ID,
 		Mode:        s.Mode,
 		IdentityURI: s.IdentityURI,
 		CAPEM:       s.CAPEM(),
+		// The CRLs the fusion engine accepted (a CRL with a lower number
+		// than one already seen is refused there), so that Envoy and mcc
+		// authz enforce the same revocations.
+		CRLPEM: s.CRLPEM(),
 	}
 	for _, pin := range s.SPKIPins {
 		fs.SPKIPins = append(fs.SPKIPins, base64.StdEncoding.EncodeToString(pin))
 	}
-	// The CRLs the fusion engine accepted (a CRL with a lower number than
-	// one already seen is refused there), so that Envoy and mcc authz
-	// enforce the same revocations.
-	fs.CRLPEM = s.CRLPEM()
-	return fs, nil
+	return fs
 }
 
 // filesVersion hashes the files' names and contents.

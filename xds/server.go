@@ -29,7 +29,9 @@ const (
 type Options struct {
 	// ConfigPath is the fusion set file with a gateway section.
 	ConfigPath string
-	// WatchInterval is how often the files are checked for changes.
+	// WatchInterval is the safety poll of the files (changes are noticed
+	// at once through file notifications; the poll catches what those
+	// miss) and how often a refused configuration is retried.
 	WatchInterval time.Duration
 	// AdminToken, when set, is required (as a bearer token) by every admin
 	// endpoint except /healthz.
@@ -59,9 +61,12 @@ type Server struct {
 
 	mu      sync.Mutex // serializes reloads and guards the fields below
 	cfg     *Config    // last good configuration
-	watched []string
-	prints  map[string]filePrint
+	watched []string   // the files of the last good configuration
 	lastErr string
+	// tr remembers the last translation: a reload translates only what
+	// changed, and hands unchanged resources to the control plane as the
+	// same protos, which it then neither hashes nor validates again.
+	tr *translate.Translator
 }
 
 // NewServer loads the configuration and publishes it. A configuration that
@@ -77,7 +82,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	s := &Server{opts: o, log: o.Logger, watched: []string{o.ConfigPath}}
+	s := &Server{opts: o, log: o.Logger, watched: []string{o.ConfigPath}, tr: translate.NewTranslator()}
 	s.cp = serve.New(ctx, serve.Options{Logger: o.Logger, MaxNodes: o.MaxNodes, MaxStreams: o.MaxStreams, MaxNACKDetail: o.MaxNACKDetail})
 	if err := s.reload(ctx, true); err != nil {
 		return nil, err
@@ -102,17 +107,16 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	started := time.Now()
-	// Fingerprint before reading: a file written while it is being loaded
-	// then differs at the next poll and is loaded again, never missed.
-	before := fingerprints(s.watched)
 	cfg, err := Load(s.opts.ConfigPath)
+	loaded := time.Now()
 	var groups map[string]translate.Resources
 	if err == nil {
-		groups, err = translate.Build(cfg.Input)
+		groups, err = s.tr.Build(cfg.Input)
 	}
+	translated := time.Now()
 	if err != nil {
-		// While broken, every poll retries (a missing file may appear),
-		// but the same error is reported once. The first load reports
+		// While broken, Watch retries (a missing file may appear), but
+		// the same error is reported once. The first load reports
 		// nothing: NewServer returns the error.
 		if s.cfg != nil && (changed || err.Error() != s.lastErr) {
 			s.cp.ConfigError(err)
@@ -139,7 +143,8 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 	if s.lastErr != "" || s.cfg == nil || s.cfg.Version != cfg.Version {
 		s.log.Info("configuration loaded", zap.String("file", s.opts.ConfigPath), zap.String("version", cfg.Version),
 			zap.Int("fusion_sets", len(cfg.Input.Sets)), zap.Int("node_groups", len(groups)),
-			zap.Duration("took", time.Since(started)))
+			zap.Duration("took", time.Since(started)), zap.Duration("load", loaded.Sub(started)),
+			zap.Duration("translate", translated.Sub(loaded)), zap.Duration("publish", time.Since(translated)))
 		s.warnPeers(cfg)
 		for _, p := range cfg.CRLProblems {
 			if strings.HasPrefix(p.Msg, "warning:") {
@@ -152,12 +157,6 @@ func (s *Server) reload(ctx context.Context, changed bool) error {
 	s.cfg = cfg
 	s.lastErr = ""
 	s.watched = cfg.Files
-	s.prints = fingerprints(cfg.Files)
-	for p, fp := range before {
-		if _, ok := s.prints[p]; ok {
-			s.prints[p] = fp
-		}
-	}
 	return nil
 }
 
@@ -185,35 +184,6 @@ func (s *Server) refused(err error) {
 		append(fields, zap.Strings("problems", strings.Split(err.Error(), "\n")))...)
 }
 
-// Watch polls the files every WatchInterval and reloads on a change, until
-// ctx is done.
-func (s *Server) Watch(ctx context.Context) {
-	t := time.NewTicker(s.opts.WatchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.poll(ctx)
-		}
-	}
-}
-
-func (s *Server) poll(ctx context.Context) {
-	s.mu.Lock()
-	now := fingerprints(s.watched)
-	changed := !samePrints(now, s.prints)
-	broken := s.lastErr != ""
-	if changed {
-		s.prints = now
-	}
-	s.mu.Unlock()
-	if changed || broken {
-		_ = s.reload(ctx, changed)
-	}
-}
-
 // Serve runs the xDS gRPC server on xdsLis and the admin HTTP server on
 // adminLis (nil: no admin port), and watches the files, until ctx is done.
 // Then it stops gracefully: in-flight RPCs get ShutdownTimeout, after which
@@ -225,7 +195,7 @@ func (s *Server) Serve(ctx context.Context, xdsLis, adminLis net.Listener) error
 	}
 	gs := grpc.NewServer(s.cp.ServerOptions(extra...)...)
 	s.cp.Register(gs)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(xdsLis) }()
 
 	var hs *http.Server
@@ -246,7 +216,11 @@ func (s *Server) Serve(ctx context.Context, xdsLis, adminLis net.Listener) error
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go s.Watch(watchCtx)
+	go func() {
+		if err := s.Watch(watchCtx); err != nil {
+			errc <- fmt.Errorf("watching the configuration: %w", err)
+		}
+	}()
 
 	var err error
 	select {

@@ -90,8 +90,12 @@ func writeFiles(t *testing.T, dir string) (caA, caB *xdstest.CA) {
 	return caA, caB
 }
 
-// startServer runs mcc xds on loopback ports over a fresh set file.
-func startServer(t *testing.T) *env {
+// startServer runs mcc xds on loopback ports over a fresh set file, with
+// a 20ms safety poll.
+func startServer(t *testing.T) *env { t.Helper(); return startServerPolling(t, 20*time.Millisecond) }
+
+// startServerPolling is startServer with the given safety poll.
+func startServerPolling(t *testing.T, poll time.Duration) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir()}
 	e.caA, e.caB = writeFiles(t, e.dir)
@@ -99,7 +103,7 @@ func startServer(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := xds.NewServer(ctx, xds.Options{
 		ConfigPath:    e.path,
-		WatchInterval: 20 * time.Millisecond,
+		WatchInterval: poll,
 		Logger:        zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
 		AdminToken:    "t0ken",
 	})
@@ -133,6 +137,16 @@ func startServer(t *testing.T) *env {
 func (e *env) write(t *testing.T, name string, data []byte) {
 	t.Helper()
 	xdstest.WriteFile(t, e.dir, name, data)
+}
+
+// rename writes data to a temporary file and renames it over name, as an
+// editor, a deployment tool or a Kubernetes volume update does.
+func (e *env) rename(t *testing.T, name string, data []byte) {
+	t.Helper()
+	tmp := xdstest.WriteFile(t, e.dir, name+".tmp", data)
+	if err := os.Rename(tmp, filepath.Join(e.dir, name)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *env) client(t *testing.T, delta bool) interface {
@@ -188,15 +202,18 @@ func hasSecret(set string, cond func(*tlsv3.CertificateValidationContext) bool) 
 	}
 }
 
+// TestFileChangesReachClients: every kind of file change reaches state of
+// the world and delta clients. The safety poll is far longer than the test
+// may run: the changes are seen through file notifications.
 func TestFileChangesReachClients(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		name := map[bool]string{false: "sotw", true: "delta"}[delta]
 		t.Run(name, func(t *testing.T) {
-			e := startServer(t)
+			e := startServerPolling(t, time.Hour)
 			c := e.client(t, delta)
 			if _, err := c.Wait(ctxT(t), func(v xdstest.View) bool {
 				return len(v.Resources[resourcev3.ListenerType]) == 1 && len(v.Resources[resourcev3.SecretType]) == 3 &&
-					len(v.Resources[resourcev3.EndpointType]) == 3 && len(v.Resources[resourcev3.RouteType]) == 1
+					len(v.Resources[resourcev3.EndpointType]) == 3 && len(v.Resources[resourcev3.RouteType]) == 2
 			}); err != nil {
 				t.Fatalf("initial configuration: %v", err)
 			}
@@ -210,7 +227,19 @@ func TestFileChangesReachClients(t *testing.T) {
 			}); err != nil {
 				t.Fatalf("route change: %v", err)
 			}
-			t.Logf("%s: fusion set file change reached the client in %v (poll interval 20ms)", name, time.Since(changed))
+			t.Logf("%s: fusion set file change reached the client in %v", name, time.Since(changed))
+
+			// Renamed into place: a route of app-a moves to a new path.
+			changed = time.Now()
+			e.rename(t, "fusion-sets.yaml", []byte(strings.Replace(setFile, "          fusion_set: app-a\n",
+				"          path_prefix: /v2\n          fusion_set: app-a\n", 1)))
+			if _, err := c.Wait(ctxT(t), func(v xdstest.View) bool {
+				a := v.Resources[resourcev3.RouteType]["mcc-routes-edge/app-a"]
+				return a != nil && bytes.Contains(a.GetValue(), []byte("/v2"))
+			}); err != nil {
+				t.Fatalf("renamed file: %v", err)
+			}
+			t.Logf("%s: renamed fusion set file reached the client in %v", name, time.Since(changed))
 
 			// A CA bundle: the new CA goes out in the set's SDS secret.
 			newCA := xdstest.NewCA(t, "app-b CA 2")

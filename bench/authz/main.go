@@ -8,6 +8,7 @@
 //	go run ./bench/authz -rate 5000 -duration 10s
 //	go run ./bench/authz -max                       # highest sustained rate
 //	go run ./bench/authz -addr 127.0.0.1:18081 -fusion-set app -cert leaf.pem
+//	go run ./bench/authz -compare                   # mcc authz against a no-op server: ratios
 //
 // Without -addr it starts the service in-process on a loopback port, with a
 // demo PKI and a one-set fusion set file in a temporary directory.
@@ -23,6 +24,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -61,6 +63,9 @@ type options struct {
 	maxP50    time.Duration
 	step      time.Duration
 	noop      bool
+	compare   compareOptions
+	doCompare bool
+	serveNoop string
 }
 
 func run(args []string, out io.Writer) error {
@@ -77,8 +82,30 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&o.maxP50, "max-p50", time.Millisecond, "with -max: a rate is sustained when the median stays under this (and >= 97% of it is achieved, with no errors)")
 	fs.DurationVar(&o.step, "step", 3*time.Second, "with -max: duration of each step")
 	fs.BoolVar(&o.noop, "noop", false, "in-process: serve a Check that only answers OK, to measure gRPC's own floor on this machine")
+	fs.BoolVar(&o.doCompare, "compare", false, "run the no-op server and a built `mcc authz` side by side, each out of process, alternating over -rounds, and print the ratios")
+	fs.IntVar(&o.compare.rounds, "rounds", 4, "with -compare: measured rounds (each runs both servers, in alternating order)")
+	fs.IntVar(&o.compare.concurrency, "concurrency", 32, "with -compare: checks kept in flight for the closed-loop throughput")
+	fs.StringVar(&o.compare.mccBinary, "mcc", "", "with -compare: the mcc `binary` to run (default: go build ./cmd/mcc)")
+	fs.StringVar(&o.serveNoop, "serve-noop", "", "internal: serve the no-op server on `address` until stdin closes (what -compare starts)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.serveNoop != "" {
+		return serveNoop(o.serveNoop)
+	}
+	if o.doCompare {
+		durationSet := false
+		fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+		if !durationSet {
+			o.duration = 3 * time.Second
+		}
+		if o.rate <= 0 || o.conns <= 0 || o.duration <= 0 {
+			return errors.New("-rate, -conns and -duration must be positive")
+		}
+		o.compare.rate, o.compare.duration, o.compare.warmup, o.compare.conns = o.rate, o.duration, o.warmup, o.conns
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		return runCompare(ctx, out, o.compare)
 	}
 	if o.max {
 		rateSet := false
@@ -99,35 +126,14 @@ func run(args []string, out io.Writer) error {
 	}
 	defer stop()
 
-	clients := make([]authv3.AuthorizationClient, o.conns)
-	for i := range clients {
-		cc, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return fmt.Errorf("dialing %s: %w", target, err)
-		}
-		defer cc.Close()
-		clients[i] = authv3.NewAuthorizationClient(cc)
-	}
-	req := envoytest.CheckRequest(envoytest.Check{
-		FusionSet:  o.fusionSet,
-		LeafDER:    leaf,
-		SourceAddr: "203.0.113.10:50000",
-		DestAddr:   "192.0.2.1:443",
-		SNI:        "api.bench.example",
-		Host:       "api.bench.example",
-		Method:     "GET",
-		Path:       "/v1/accounts",
-		RequestID:  "bench",
-		Headers:    map[string]string{"accept": "application/json", "user-agent": "bench"},
-	})
-	// One check first: a wrong set or certificate should fail loudly, not
-	// be measured as a fast deny.
-	resp, err := clients[0].Check(ctx, req)
+	clients, closeClients, err := dial(target, o.conns)
 	if err != nil {
-		return fmt.Errorf("first check: %w", err)
+		return err
 	}
-	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
-		return fmt.Errorf("first check was denied (%s): the benchmark needs an allowed certificate", resp.GetStatus().GetMessage())
+	defer closeClients()
+	req := checkRequest(o.fusionSet, leaf)
+	if err := firstCheck(ctx, clients[0], req); err != nil {
+		return err
 	}
 
 	fmt.Fprintf(out, "target %s, %d connection(s), GOMAXPROCS %d, in-process %v, noop %v\n", target, o.conns, runtime.GOMAXPROCS(0), o.addr == "", o.noop)
@@ -138,6 +144,64 @@ func run(args []string, out io.Writer) error {
 		return nil
 	}
 	return findMax(ctx, out, clients, req, o)
+}
+
+// dial opens conns gRPC connections to target, in plaintext (loopback).
+func dial(target string, conns int) ([]authv3.AuthorizationClient, func(), error) {
+	clients := make([]authv3.AuthorizationClient, conns)
+	var open []*grpc.ClientConn
+	closeAll := func() {
+		for _, cc := range open {
+			cc.Close()
+		}
+	}
+	for i := range clients {
+		cc, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("dialing %s: %w", target, err)
+		}
+		open = append(open, cc)
+		clients[i] = authv3.NewAuthorizationClient(cc)
+	}
+	return clients, closeAll, nil
+}
+
+// checkRequest is the Envoy-shaped check every run sends: the leaf as the
+// peer certificate, a fusion set in context_extensions, ordinary headers.
+func checkRequest(fusionSet string, leaf []byte) *authv3.CheckRequest {
+	return envoytest.CheckRequest(envoytest.Check{
+		FusionSet:  fusionSet,
+		LeafDER:    leaf,
+		SourceAddr: "203.0.113.10:50000",
+		DestAddr:   "192.0.2.1:443",
+		SNI:        "api.bench.example",
+		Host:       "api.bench.example",
+		Method:     "GET",
+		Path:       "/v1/accounts",
+		RequestID:  "bench",
+		Headers:    map[string]string{"accept": "application/json", "user-agent": "bench"},
+	})
+}
+
+// firstCheck sends one check before anything is timed: a wrong set or
+// certificate should fail loudly, not be measured as a fast deny.
+func firstCheck(ctx context.Context, c authv3.AuthorizationClient, req *authv3.CheckRequest) error {
+	resp, err := c.Check(ctx, req)
+	if err != nil {
+		return fmt.Errorf("first check: %w", err)
+	}
+	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		return errDenied(resp.GetStatus().GetMessage())
+	}
+	return nil
+}
+
+// errDenied is a first check that the server answered with a denial.
+type errDenied string
+
+func (e errDenied) Error() string {
+	return fmt.Sprintf("first check was denied (%s): the benchmark needs an allowed certificate", string(e))
 }
 
 // findMax raises the rate until the service stops keeping up: achieved rate
@@ -247,18 +311,8 @@ func setup(ctx context.Context, o options) (target string, leaf []byte, stop fun
 		return "", nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
-	demo, err := pki.EnsureDemo(filepath.Join(dir, "pki"), "bench", "bench-app")
+	file, leaf, err := writeFixture(dir)
 	if err != nil {
-		cleanup()
-		return "", nil, nil, err
-	}
-	if leaf, err = readLeaf(demo.Cert); err != nil {
-		cleanup()
-		return "", nil, nil, err
-	}
-	file := filepath.Join(dir, "fusion.yaml")
-	yaml := fmt.Sprintf("fusion_sets:\n  - id: bench\n    trusted_ca: {file: %q}\n    app_id: bench-app\n    mode: defense\n    threat_events: true\n", demo.CACert)
-	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		cleanup()
 		return "", nil, nil, err
 	}
@@ -287,6 +341,25 @@ func setup(ctx context.Context, o options) (target string, leaf []byte, stop fun
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(sctx, envoyext.ServeOptions{GRPC: lis}) }()
 	return lis.Addr().String(), leaf, func() { cancel(); <-done; cleanup() }, nil
+}
+
+// writeFixture writes a demo PKI and a one-set fusion file ("bench", defense
+// mode, events on) into dir, and returns the file and the DER of a client
+// leaf that set allows.
+func writeFixture(dir string) (fusionFile string, leaf []byte, err error) {
+	demo, err := pki.EnsureDemo(filepath.Join(dir, "pki"), "bench", "bench-app")
+	if err != nil {
+		return "", nil, err
+	}
+	if leaf, err = readLeaf(demo.Cert); err != nil {
+		return "", nil, err
+	}
+	fusionFile = filepath.Join(dir, "fusion.yaml")
+	yaml := fmt.Sprintf("fusion_sets:\n  - id: bench\n    trusted_ca: {file: %q}\n    app_id: bench-app\n    mode: defense\n    threat_events: true\n", demo.CACert)
+	if err := os.WriteFile(fusionFile, []byte(yaml), 0o600); err != nil {
+		return "", nil, err
+	}
+	return fusionFile, leaf, nil
 }
 
 // noopServer answers every Check with OK: the gRPC floor.

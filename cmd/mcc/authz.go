@@ -23,12 +23,6 @@ import (
 	"github.com/mccgate/mcc/xds/gateway"
 )
 
-// Event file rotation for --events-file.
-const (
-	eventsFileMaxBytes = 100 << 20
-	eventsFileKeep     = 5
-)
-
 // runAuthz runs the Envoy ext_authz service and the access-log receiver for
 // handshake failures, with /healthz, /metrics and /status on an admin port.
 func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,7 +45,7 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hsBurst := fs.Int("handshake-failure-burst", envoyext.DefaultHandshakeFailureBurst, "`n` handshake failures an access-log stream may report at once before --handshake-failure-rate applies")
 	var tlsFlags secure.ServerFlags
 	tlsFlags.Register(fs)
-	watch := fs.Duration("watch-interval", 2*time.Second, "how often to check the fusion set file for changes")
+	watch := fs.Duration("watch-interval", 2*time.Second, "safety poll of the fusion set file and the files it references (changes are seen at once through file notifications)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -143,14 +137,31 @@ func runAuthz(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// A changed store key takes a restart: scores and bans live in it.
 	log.Info("score and ban store", zap.String("store", storeurl.Redact(storeName)))
 
-	sinks := []threat.Sink{threat.NewLogSink(log.Named("events"))}
+	// The fusion file's sinks section, the same keys as Caddy's sink
+	// option (default: the log); --events-file adds a file. Like the
+	// store, a changed section takes a restart.
+	sinks, err := cfg.OpenSinks(ctx, log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *configPath, err)
+	}
+	if len(sinks) == 0 {
+		sinks = []threat.Sink{threat.NewLogSink(log.Named("events"))}
+	}
 	if *eventsFile != "" {
-		fileSink, err := threat.NewFileSink(*eventsFile, eventsFileMaxBytes, eventsFileKeep)
+		fileSink, err := threat.NewFileSink(*eventsFile, fusion.DefaultFileSinkMaxSize, fusion.DefaultFileSinkKeep)
 		if err != nil {
+			for _, s := range sinks {
+				_ = s.Close()
+			}
 			return fmt.Errorf("--events-file: %w", err)
 		}
 		sinks = append(sinks, fileSink)
 	}
+	names := make([]string, len(sinks))
+	for i, s := range sinks {
+		names[i] = s.Name() // never a secret: a host, a stream, a path
+	}
+	log.Info("event sinks", zap.Strings("sinks", names))
 	pipeline := threat.NewPipeline(threat.PipelineOptions{Sinks: sinks, Logger: log.Named("pipeline")})
 	defer func() {
 		// Give the sinks a moment to write what is queued.

@@ -30,6 +30,7 @@ import (
 	"github.com/mccgate/mcc/envoyext"
 	"github.com/mccgate/mcc/envoyext/envoytest"
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
@@ -200,7 +201,7 @@ func TestRunAuthz(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		if err := threat.ValidateEventJSON(line); err != nil {
+		if err := schematest.ValidateEventJSON(line); err != nil {
 			t.Fatalf("event fails the schema: %v\n%s", err, line)
 		}
 		var e threat.Event

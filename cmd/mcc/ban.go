@@ -196,12 +196,12 @@ func runBanLift(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // its placeholders expanded). Only a shared store can be: a memory store
 // lives inside one gateway process.
 func openBanStore(ctx context.Context, setting string) (threat.BanAdmin, func(), error) {
-	s := strings.TrimSpace(setting)
-	if s == "" || s == storeurl.Memory {
-		return nil, nil, errors.New(`store "memory" lives inside one gateway process: its bans cannot be listed or lifted from outside it, and end with their duration or a restart of that gateway. Share a Redis store between the gateways (store: redis://...) to manage bans with mcc ban`)
+	s, kind, err := storeurl.Parse(setting)
+	if err != nil {
+		return nil, nil, err
 	}
-	if !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
-		return nil, nil, fmt.Errorf("store %q is neither %q nor a redis:// or rediss:// URL", storeurl.Redact(s), storeurl.Memory)
+	if kind == storeurl.KindMemory {
+		return nil, nil, errors.New(`store "memory" lives inside one gateway process: its bans cannot be listed or lifted from outside it, and end with their duration or a restart of that gateway. Share a Redis store between the gateways (store: redis://...) to manage bans with mcc ban`)
 	}
 	// An operator's command may wait longer than a request would.
 	st, err := redisstore.New(ctx, s, redisstore.Options{

@@ -5,12 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/xds/gateway"
@@ -33,7 +28,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	path := files[0]
 
 	var problems []string
-	cfg, err := fusion.LoadFile(path)
+	cfg, gs, err := fusion.LoadFileWithGateway(path)
 	if err != nil {
 		var le *fusion.LoadError
 		if !errors.As(err, &le) {
@@ -43,7 +38,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			problems = append(problems, p.Error())
 		}
 	}
-	problems = append(problems, gatewayProblems(path)...)
+	problems = append(problems, gatewayProblems(gs)...)
 	// An expired CRL loads (the gateways then refuse every certificate it
 	// covers), so it is a problem here; one in the last quarter of its
 	// validity is a warning.
@@ -79,41 +74,18 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // gatewayProblems decodes the file's gateway section, when it has one, as
-// `mcc xds` does. It reads the file leniently for that section and the set
-// ids: everything else is the fusion loader's to judge, and a file that is
-// not YAML at all has been reported by it already.
-func gatewayProblems(path string) []string {
-	data, err := os.ReadFile(path)
-	if err != nil {
+// `mcc xds` does, from the node the fusion loader returned: the file is read
+// and parsed once. Set references are checked against the ids the file
+// declares, even when those sets have problems of their own.
+func gatewayProblems(gs *fusion.GatewaySection) []string {
+	if gs == nil || gs.Node == nil {
 		return nil
 	}
-	// A yaml.Node value (not a pointer) receives the raw section.
-	var doc struct {
-		Gateway    yaml.Node `yaml:"gateway"`
-		FusionSets []struct {
-			ID string `yaml:"id"`
-		} `yaml:"fusion_sets"`
-	}
-	if yaml.Unmarshal(data, &doc) != nil || doc.Gateway.Kind == 0 {
-		return nil
-	}
-	var ids []string
-	for _, s := range doc.FusionSets {
-		ids = append(ids, s.ID)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil
-	}
-	_, err = gateway.Decode(&doc.Gateway, gateway.Options{
-		File:      path,
-		BaseDir:   filepath.Dir(abs),
-		FusionSet: func(id string) bool { return slices.Contains(ids, id) },
-	})
+	_, err := gateway.Decode(gs.Node, gateway.Options{File: gs.File, BaseDir: gs.BaseDir, FusionSet: gs.HasSet})
 	var ge *gateway.Error
 	if !errors.As(err, &ge) {
 		if err != nil {
-			return []string{fmt.Sprintf("%s: gateway: %v", path, err)}
+			return []string{fmt.Sprintf("%s: gateway: %v", gs.File, err)}
 		}
 		return nil
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -23,11 +21,8 @@ func TestValidateCRLFreshness(t *testing.T) {
 	setFile := c.WriteSetFile(t, "crl.yaml", func(s *fusion.SetConfig) { s.Revocation.CRLs = []string{"crl.pem"} })
 	writeCRL := func(number int64, thisUpdate, nextUpdate time.Time) {
 		t.Helper()
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: thisUpdate, NextUpdate: nextUpdate}, c.CACert, c.CAKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(c.Dir, "crl.pem"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+		crl := c.CA().SignCRL(t, &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: thisUpdate, NextUpdate: nextUpdate})
+		if err := os.WriteFile(filepath.Join(c.Dir, "crl.pem"), crl, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,7 +25,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:18000", "gRPC `address` of the xDS (ADS) server Envoy connects to")
 	admin := fs.String("admin", "127.0.0.1:18001", "admin `address` for /healthz, /metrics and /status (\"off\" disables)")
 	tokenFile := fs.String("admin-token-file", "", "`file` holding a bearer token that /metrics and /status require")
-	watch := fs.Duration("watch-interval", xds.DefaultWatchInterval, "how often to check the files for changes")
+	watch := fs.Duration("watch-interval", xds.DefaultWatchInterval, "safety poll of the files (changes are seen at once through file notifications) and retry interval of a refused configuration")
 	maxNodes := fs.Int("max-nodes", serve.DefaultMaxNodes, "most Envoy nodes tracked on /status (the longest-gone is forgotten first; new nodes are refused when all are connected)")
 	maxStreams := fs.Int("max-streams", serve.DefaultMaxStreams, "most xDS streams open at once over all connections")
 	var tlsFlags secure.ServerFlags

@@ -60,8 +60,9 @@ func TestXDSBadInput(t *testing.T) {
 	code, _, stderr := runCLI(t, "xds")
 	wantOneLineError(t, code, stderr, 2, "--config is required")
 
-	code, _, stderr = runCLI(t, "xds", "--config", filepath.Join(t.TempDir(), "none.yaml"))
-	wantOneLineError(t, code, stderr, 1, "none.yaml: file not found")
+	dir := t.TempDir()
+	code, _, stderr = runCLI(t, "xds", "--config", filepath.Join(dir, "none.yaml"))
+	wantOneLineError(t, code, stderr, 1, "file not found: "+filepath.Join(dir, "none.yaml"))
 
 	path := xdsExampleFile(t)
 	data, _ := os.ReadFile(path)

@@ -1,9 +1,7 @@
 package crlmetrics_test
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -21,11 +19,8 @@ import (
 func TestCollector(t *testing.T) {
 	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
 	next := c.Now.AddDate(0, 0, 7)
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: c.Now, NextUpdate: next}, c.CACert, c.CAKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.Dir, "crl.pem"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+	crl := c.CA().SignCRL(t, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: c.Now, NextUpdate: next})
+	if err := os.WriteFile(filepath.Join(c.Dir, "crl.pem"), crl, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := fusion.LoadFile(c.WriteSetFile(t, "crl.yaml", func(s *fusion.SetConfig) { s.Revocation.CRLs = []string{"crl.pem"} }))

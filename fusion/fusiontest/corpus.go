@@ -7,7 +7,9 @@
 // parity test, so every case is deterministic in its reason: each
 // certificate has exactly one defect against the corpus set. Keys are ECDSA
 // P-256 (one shared leaf key, so the set can pin it) except the deliberately
-// weak or disallowed ones; building a corpus takes a few milliseconds.
+// weak or disallowed ones; building a corpus takes a few milliseconds. The
+// certificates are signed with internal/testpki from the template pki issues,
+// so each case differs from a real app certificate in its one defect only.
 //
 //	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
 //	cfg, _ := fusion.LoadFile(c.SetFile)
@@ -41,6 +43,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/testpki"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
 )
@@ -117,6 +120,8 @@ type Corpus struct {
 	LeafKey *ecdsa.PrivateKey
 
 	Cases []Case
+
+	ca *testpki.CA
 }
 
 // NewCorpus builds a corpus for the fusion set setID and app appID. It fails
@@ -132,42 +137,31 @@ func NewCorpus(t testing.TB, setID, appID string) *Corpus {
 		// Date only, as users write it.
 		MinBuildDate: now.AddDate(0, 0, -30).Truncate(24 * time.Hour),
 	}
-	caKey := mustECDSA(t, elliptic.P256())
-	c.CAKey = caKey
-	c.CACert = selfSignedCA(t, "mcc test CA "+setID, caKey, now)
+	c.ca = testpki.NewRoot(t, "mcc test CA "+setID)
+	c.CACert, c.CAKey = c.ca.Cert, c.ca.Key
 	c.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.CACert.Raw})
 	c.CAFile = filepath.Join(c.Dir, "ca.pem")
 	writeFile(t, c.CAFile, c.CAPEM, 0o644)
-	c.LeafKey = mustECDSA(t, elliptic.P256())
+	c.LeafKey = testpki.NewKey(t)
 
 	rsaWeak, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatalf("fusiontest: generating RSA key: %v", err)
 	}
 	p521 := mustECDSA(t, elliptic.P521())
-	otherKey := mustECDSA(t, elliptic.P256())
+	otherKey := testpki.NewKey(t)
 
 	c.add(Case{Name: "valid", Want: threat.ReasonNone}, c.issue(t, c.LeafKey, nil))
 	c.Cases = append(c.Cases, Case{Name: "no_cert", Want: threat.ReasonNoClientCert})
 
 	// A valid chain through an intermediate the client presents.
-	interKey := mustECDSA(t, elliptic.P256())
-	inter := c.sign(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "mcc test intermediate " + setID},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(1, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, interKey.Public(), c.CACert, caKey)
-	interCert, _ := x509.ParseCertificate(inter)
-	viaInter := c.sign(t, c.leafTemplate(GoodBuild, now.AddDate(0, 0, -1)), c.LeafKey.Public(), interCert, interKey)
-	c.Cases = append(c.Cases, Case{Name: "valid_via_intermediate", Chain: [][]byte{viaInter, inter}, Key: c.LeafKey, Want: threat.ReasonNone})
+	inter := c.ca.Intermediate(t, "mcc test intermediate "+setID)
+	viaInter := c.sign(t, c.leafTemplate(GoodBuild, now.AddDate(0, 0, -1)), c.LeafKey, inter)
+	c.Cases = append(c.Cases, Case{Name: "valid_via_intermediate", Chain: [][]byte{viaInter, inter.Cert.Raw}, Key: c.LeafKey, Want: threat.ReasonNone})
 
-	otherCAKey := mustECDSA(t, elliptic.P256())
-	otherCA := selfSignedCA(t, "mcc test CA "+setID, otherCAKey, now) // same name, other key
+	otherCA := testpki.NewRoot(t, "mcc test CA "+setID) // same name, other key
 	c.add(Case{Name: "untrusted_ca", Want: threat.ReasonCertUntrusted},
-		c.sign(t, c.leafTemplate(GoodBuild, now.AddDate(0, 0, -1)), c.LeafKey.Public(), otherCA, otherCAKey))
+		c.sign(t, c.leafTemplate(GoodBuild, now.AddDate(0, 0, -1)), c.LeafKey, otherCA))
 	c.addKey(Case{Name: "spki_pin_mismatch", Want: threat.ReasonCertUntrusted}, otherKey, c.issue(t, otherKey, nil))
 
 	c.add(Case{Name: "expired", Want: threat.ReasonCertExpired}, c.issue(t, c.LeafKey, func(x *x509.Certificate) {
@@ -232,8 +226,8 @@ func NewCorpus(t testing.TB, setID, appID string) *Corpus {
 		x.NotAfter = now.AddDate(0, 0, 400)
 	}))
 
-	c.add(Case{Name: "build_blocked", Want: threat.ReasonBuildBlocked}, c.sign(t, c.leafTemplate(BlockedBuild, now.AddDate(0, 0, -1)), c.LeafKey.Public(), c.CACert, caKey))
-	c.add(Case{Name: "build_too_old", Want: threat.ReasonBuildBlocked}, c.sign(t, c.leafTemplate("build-0001", now.AddDate(0, 0, -400)), c.LeafKey.Public(), c.CACert, caKey))
+	c.add(Case{Name: "build_blocked", Want: threat.ReasonBuildBlocked}, c.sign(t, c.leafTemplate(BlockedBuild, now.AddDate(0, 0, -1)), c.LeafKey, c.ca))
+	c.add(Case{Name: "build_too_old", Want: threat.ReasonBuildBlocked}, c.sign(t, c.leafTemplate("build-0001", now.AddDate(0, 0, -400)), c.LeafKey, c.ca))
 	c.add(Case{Name: "build_missing", Want: threat.ReasonBuildBlocked}, c.issue(t, c.LeafKey, func(x *x509.Certificate) {
 		x.Subject = pkix.Name{CommonName: appID, Organization: []string{setID}}
 	}))
@@ -264,6 +258,10 @@ func NewCorpus(t testing.TB, setID, appID string) *Corpus {
 	c.SetFile = c.WriteSetFile(t, "fusion-sets.yaml", nil)
 	return c
 }
+
+// CA returns the corpus CA as a test PKI, for tests that sign CRLs or extra
+// certificates with it.
+func (c *Corpus) CA() *testpki.CA { return c.ca }
 
 // Case returns the named case, failing the test when there is none.
 func (c *Corpus) Case(t testing.TB, name string) Case {
@@ -352,19 +350,13 @@ func (c *Corpus) addKey(tc Case, key crypto.Signer, der []byte) {
 	c.Cases = append(c.Cases, tc)
 }
 
-// leafTemplate is a valid app build certificate for the corpus set.
+// leafTemplate is a valid app build certificate for the corpus set, the
+// shape pki issues (testpki.AppTemplate), dated from c.Now.
 func (c *Corpus) leafTemplate(buildID string, buildDate time.Time) *x509.Certificate {
 	b := certid.BuildInfo{ID: buildID, Date: buildDate.UTC().Truncate(time.Second), User: "ci", Host: "builder-1", SDK: "mcc-sdk/1.4.2"}
-	u, _ := url.Parse(certid.IdentityURI(c.SetID, c.AppID))
-	return &x509.Certificate{
-		Subject:               certid.Subject(c.SetID, c.AppID, b),
-		NotBefore:             c.Now.Add(-time.Hour),
-		NotAfter:              c.Now.AddDate(0, 0, 30),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{u},
-	}
+	tmpl := testpki.AppTemplate(c.SetID, c.AppID, b)
+	tmpl.NotBefore, tmpl.NotAfter = c.Now.Add(-time.Hour), c.Now.AddDate(0, 0, 30)
+	return tmpl
 }
 
 func (c *Corpus) issue(t testing.TB, key crypto.Signer, edit func(*x509.Certificate)) []byte {
@@ -373,41 +365,12 @@ func (c *Corpus) issue(t testing.TB, key crypto.Signer, edit func(*x509.Certific
 	if edit != nil {
 		edit(tmpl)
 	}
-	return c.sign(t, tmpl, key.Public(), c.CACert, c.CAKey)
+	return c.sign(t, tmpl, key, c.ca)
 }
 
-func (c *Corpus) sign(t testing.TB, tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certificate, parentKey crypto.Signer) []byte {
+func (c *Corpus) sign(t testing.TB, tmpl *x509.Certificate, key crypto.Signer, ca *testpki.CA) []byte {
 	t.Helper()
-	if tmpl.SerialNumber == nil {
-		tmpl.SerialNumber = randomSerial(t)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
-	if err != nil {
-		t.Fatalf("fusiontest: signing certificate: %v", err)
-	}
-	return der
-}
-
-func selfSignedCA(t testing.TB, name string, key *ecdsa.PrivateKey, now time.Time) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"mcc tests"}},
-		NotBefore:             now.Add(-24 * time.Hour),
-		NotAfter:              now.AddDate(5, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatalf("fusiontest: creating CA: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("fusiontest: parsing CA: %v", err)
-	}
-	return cert
+	return ca.Sign(t, tmpl, key).Cert.Raw
 }
 
 // negativeSerial re-encodes the serial 0 of der as -1 (same length, so the
@@ -423,14 +386,6 @@ func negativeSerial(t testing.TB, der []byte) []byte {
 	out := bytes.Clone(der)
 	out[i+len(marker)-1] = 0xff
 	return out
-}
-
-func randomSerial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatalf("fusiontest: serial: %v", err)
-	}
-	return n.Add(n, big.NewInt(1))
 }
 
 func mustECDSA(t testing.TB, curve elliptic.Curve) *ecdsa.PrivateKey {

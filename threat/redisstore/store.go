@@ -146,8 +146,14 @@ func (s *Store) Banned(ctx context.Context, ns string, sub threat.Subject) (time
 	return s.now().Add(time.Duration(ms) * time.Millisecond), nil
 }
 
+var _ threat.HealthReporter = (*Store)(nil)
+
 // Stats returns the breaker state and counters.
 func (s *Store) Stats() Stats { return s.br.stats() }
+
+// Degraded reports whether the circuit breaker is open (threat.HealthReporter):
+// calls are refused without touching Redis until a probe succeeds.
+func (s *Store) Degraded() bool { return !s.br.stats().Up }
 
 // Close stops the breaker's probe and closes the connections.
 func (s *Store) Close() error {

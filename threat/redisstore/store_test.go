@@ -361,11 +361,19 @@ func TestStartsWhileRedisDown(t *testing.T) {
 	if s := st.Stats(); s.Up || s.Trips != 1 {
 		t.Fatalf("Stats = %+v, want down with one trip", s)
 	}
+	// The engine reads the breaker through threat.HealthReporter.
+	var h threat.HealthReporter = st
+	if !h.Degraded() {
+		t.Fatal("Degraded() = false while the breaker is open")
+	}
 	if _, err := st.Banned(ctx, "n", threat.Subject{IP: "x"}); err != ErrUnavailable {
 		t.Fatalf("Banned while down: %v, want ErrUnavailable", err)
 	}
 	srv.Start()
 	waitUp(t, st)
+	if h.Degraded() {
+		t.Fatal("Degraded() = true once Redis is back")
+	}
 	if _, err := st.Add(ctx, "n", threat.Subject{IP: "x"}, 1, policy); err != nil {
 		t.Fatalf("Add after Redis came up: %v", err)
 	}

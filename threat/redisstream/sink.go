@@ -29,6 +29,9 @@ const (
 	FieldEvent = "event"
 )
 
+// DefaultStream is the stream written when the configuration names none.
+const DefaultStream = "mcc:events"
+
 // DefaultTimeout bounds each network step when the URL sets none. The sink
 // runs off the request path, so it can afford to wait longer than the store.
 const DefaultTimeout = 5 * time.Second
@@ -53,13 +56,9 @@ func New(ctx context.Context, rawURL, stream string, maxLen int64, logger *zap.L
 	if stream == "" {
 		return nil, errors.New("redis stream sink: no stream name")
 	}
-	ro, err := redis.ParseURL(rawURL)
+	ro, err := parseURL(rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = fmt.Errorf("invalid URL: %w", ue.Err) // the URL may hold a password
-		}
-		return nil, fmt.Errorf("redis stream sink: %w", err)
+		return nil, err
 	}
 	if ro.DialTimeout <= 0 {
 		ro.DialTimeout = DefaultTimeout
@@ -86,6 +85,27 @@ func New(ctx context.Context, rawURL, stream string, maxLen int64, logger *zap.L
 			zap.String("redis", ro.Addr), zap.String("stream", stream), zap.Error(err))
 	}
 	return &Sink{client: c, stream: stream, maxLen: maxLen, log: logger}, nil
+}
+
+// CheckURL reports whether rawURL is a usable redis:// or rediss:// URL,
+// without connecting. The error never contains the URL's password.
+func CheckURL(rawURL string) error {
+	_, err := parseURL(rawURL)
+	return err
+}
+
+func parseURL(rawURL string) (*redis.Options, error) {
+	ro, err := redis.ParseURL(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("invalid URL: %w", ue.Err) // the URL may hold a password
+		}
+		// go-redis's own errors name the scheme, path or option, never
+		// the password.
+		return nil, fmt.Errorf("redis stream sink: %w", err)
+	}
+	return ro, nil
 }
 
 // Name identifies the sink in pipeline stats.

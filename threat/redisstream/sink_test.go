@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mccgate/mcc/internal/redistest"
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/threattest"
 )
@@ -63,7 +64,7 @@ func TestXAddInOrderWithMaxLen(t *testing.T) {
 		if id != tail[i].ID {
 			t.Fatalf("entry %d has id %q, want %q (order or content lost)", i, id, tail[i].ID)
 		}
-		if err := threat.ValidateEventJSON([]byte(raw)); err != nil {
+		if err := schematest.ValidateEventJSON([]byte(raw)); err != nil {
 			t.Fatalf("entry %d: event does not match the schema: %v", i, err)
 		}
 		var got threat.Event

@@ -16,28 +16,66 @@ import (
 // Memory is the setting for the embedded store (also what "" means).
 const Memory = "memory"
 
-// Open returns the store that setting names:
+// Kind is what a store setting names.
+type Kind int
+
+const (
+	// KindMemory is the embedded store, one per gateway process.
+	KindMemory Kind = iota
+	// KindRedis is a Redis shared by every gateway using it.
+	KindRedis
+)
+
+// Parse is the one check of a store setting (placeholders already
+// expanded), for every place that takes one: Caddy's store, the fusion
+// file's store key, `mcc authz` and `mcc ban`. It returns the setting
+// trimmed and its kind:
 //
 //	"" or "memory"                          the embedded memory store (per gateway)
 //	redis://[[user]:password@]host:port/db  Redis, shared by every gateway using it
 //	rediss://...                            Redis over TLS
 //
+// Its error is the same everywhere and never contains a password.
+func Parse(setting string) (string, Kind, error) {
+	return ParseExpanded(setting, setting)
+}
+
+// ParseExpanded is Parse for a setting written with {env.NAME} or
+// {file.PATH} placeholders: expanded is checked, and the error quotes
+// written, since the expanded text may be the password alone.
+func ParseExpanded(expanded, written string) (string, Kind, error) {
+	switch s := strings.TrimSpace(expanded); {
+	case s == "" || s == Memory:
+		return Memory, KindMemory, nil
+	case strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://"):
+		return s, KindRedis, nil
+	default:
+		shown, how := Redact(s), ""
+		if expanded != written {
+			shown, how = Redact(written), " once its placeholders are expanded"
+		}
+		return "", 0, fmt.Errorf("store %q is neither %q nor a redis:// or rediss:// URL%s", shown, Memory, how)
+	}
+}
+
+// Open returns the store that setting names (see Parse).
+//
 // The Redis store starts even when Redis is down (it scores nothing until
 // Redis answers, and says so once in logger); a wrong password or a
 // malformed URL is an error. The error never contains the password.
 func Open(ctx context.Context, setting string, logger *zap.Logger) (threat.Store, error) {
-	switch s := strings.TrimSpace(setting); {
-	case s == "" || s == Memory:
-		return threat.NewMemoryStore(nil), nil
-	case strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://"):
-		st, err := redisstore.New(ctx, s, redisstore.Options{Logger: logger})
-		if err != nil {
-			return nil, fmt.Errorf("store: %w", err)
-		}
-		return st, nil
-	default:
-		return nil, fmt.Errorf("store: %q is neither %q nor a redis:// or rediss:// URL", Redact(s), Memory)
+	s, kind, err := Parse(setting)
+	if err != nil {
+		return nil, err
 	}
+	if kind == KindMemory {
+		return threat.NewMemoryStore(nil), nil
+	}
+	st, err := redisstore.New(ctx, s, redisstore.Options{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return st, nil
 }
 
 // Redact returns setting with any password in it replaced by "xxxxx", for

@@ -64,3 +64,27 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// Parse is the one check of a store setting: one error text, never the
+// password, and for a setting with placeholders the placeholder text only.
+func TestParse(t *testing.T) {
+	for in, want := range map[string]Kind{"": KindMemory, " memory ": KindMemory, "redis://h:6379/0": KindRedis, "rediss://:pw@h:6380/1": KindRedis} {
+		if _, k, err := Parse(in); err != nil || k != want {
+			t.Errorf("Parse(%q) = %v, %v; want kind %v", in, k, err, want)
+		}
+	}
+	for _, bad := range []string{"redis", "memcached://h:1", "postgres://u:hunter2@db/x", "Memory"} {
+		_, _, err := Parse(bad)
+		if err == nil || !strings.Contains(err.Error(), `is neither "memory" nor a redis:// or rediss:// URL`) {
+			t.Errorf("Parse(%q) = %v", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Parse(%q) shows the password: %v", bad, err)
+		}
+	}
+	// The expanded value may be the password alone: only the written text.
+	_, _, err := ParseExpanded("hunter2", "{env.REDIS_URL}")
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "{env.REDIS_URL}") {
+		t.Errorf("ParseExpanded = %v, want the placeholder named and no secret", err)
+	}
+}

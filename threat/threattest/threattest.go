@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mccgate/mcc/internal/schematest"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -52,7 +53,7 @@ func (r *Recorder) Deliver(_ context.Context, batch []*threat.Event) error {
 		}
 		b, err := e.MarshalJSON()
 		if err == nil {
-			err = threat.ValidateEventJSON(b)
+			err = schematest.ValidateEventJSON(b)
 		}
 		if err != nil {
 			bad = append(bad, fmt.Errorf("event %s (%s): %w", e.ID, e.ReasonCode, err))

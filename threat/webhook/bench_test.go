@@ -6,6 +6,7 @@ import (
 
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/threattest"
+	"github.com/mccgate/mcc/threat/webhook/webhooktest"
 )
 
 // BenchmarkDeliver measures what the pipeline pays per event: encoding and
@@ -13,7 +14,7 @@ import (
 // up, so the spool also drains while it runs.
 func BenchmarkDeliver(b *testing.B) {
 	rcv := newReceiver(b)
-	rcv.setMode(modeDiscard)
+	rcv.SetMode(webhooktest.Discard)
 	o := testOptions(rcv.URL(), b.TempDir())
 	o.BatchSize = 256
 	s, err := New(o)

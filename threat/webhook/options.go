@@ -3,7 +3,9 @@ package webhook
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -53,17 +55,75 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-func (o Options) withDefaults() (Options, error) {
+// Check reports whether the URL and headers can be used, without opening
+// anything: the rule configuration loaders apply before they start a sink.
+// Its errors never contain a header value or the URL's query or password.
+func (o Options) Check() error {
 	u, err := url.Parse(o.URL)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL may carry a token
 		}
-		return o, fmt.Errorf("webhook sink: invalid URL: %w", err)
+		return fmt.Errorf("webhook sink: invalid URL: %w", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, errors.New("webhook sink: URL must be http:// or https:// with a host")
+		return errors.New("webhook sink: URL must be http:// or https:// with a host")
+	}
+	for name, value := range o.Headers {
+		if err := checkHeader(name, value); err != nil {
+			return fmt.Errorf("webhook sink: %w", err)
+		}
+	}
+	return nil
+}
+
+// reservedHeaders are set by the sink or by HTTP itself: a configured value
+// would corrupt the request's framing or its declared body.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Type": true, "Content-Length": true, "Content-Encoding": true,
+	"Transfer-Encoding": true, "Connection": true, "Keep-Alive": true, "Te": true,
+	"Trailer": true, "Upgrade": true, "Proxy-Connection": true, "Expect": true,
+}
+
+// checkHeader refuses a header name that is not an HTTP token, a reserved
+// header, and a value with control characters (CR or LF would start another
+// header). The value is never quoted back.
+func checkHeader(name, value string) error {
+	if name == "" {
+		return errors.New("header with an empty name")
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return fmt.Errorf("header name %q is not an HTTP token", name)
+		}
+	}
+	if reservedHeaders[http.CanonicalHeaderKey(name)] {
+		return fmt.Errorf("header %s is set by the sink or by HTTP and cannot be configured", name)
+	}
+	if value == "" {
+		return fmt.Errorf("header %s has an empty value", name)
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return fmt.Errorf("header %s: value holds a control character", name)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if err := o.Check(); err != nil {
+		return o, err
 	}
 	if o.SpoolDir == "" {
 		return o, errors.New("webhook sink: no spool directory")

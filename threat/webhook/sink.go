@@ -82,9 +82,13 @@ func New(opts Options) (*Sink, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sink{
-		opts:    opts,
-		name:    "webhook:" + u.Host,
-		client:  &http.Client{Timeout: opts.Timeout, Transport: transport},
+		opts: opts,
+		name: "webhook:" + u.Host,
+		client: &http.Client{Timeout: opts.Timeout, Transport: transport,
+			// A redirect is not followed: it would resend the configured
+			// headers (a token) to wherever the receiver points. The 3xx is
+			// retried like any other failure, and logged.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		spool:   sp,
 		log:     opts.Logger.With(zap.String("sink", "webhook"), zap.String("host", u.Host)),
 		wake:    make(chan struct{}, 1),

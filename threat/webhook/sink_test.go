@@ -16,12 +16,13 @@ import (
 
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/threattest"
+	"github.com/mccgate/mcc/threat/webhook/webhooktest"
 )
 
 func testOptions(url, dir string) Options {
 	return Options{
 		URL:        url,
-		Headers:    map[string]string{"Authorization": "Bearer t0ken"},
+		Headers:    map[string]string{"Authorization": testToken},
 		SpoolDir:   dir,
 		BatchSize:  16,
 		MinBackoff: 5 * time.Millisecond,
@@ -93,7 +94,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 		}
 	}()
 
-	rcv.setMode(modeDown)
+	rcv.SetMode(webhooktest.Down)
 	s1, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -119,25 +120,25 @@ func TestReceiverDownThenUp(t *testing.T) {
 	}
 	g.emit(s2, 100, 7)
 
-	rcv.setMode(modeLoseResp)
+	rcv.SetMode(webhooktest.LoseResponse)
 	rcv.Start()
 	deadline := time.Now().Add(waitFor)
-	for len(rcv.snapshot()) < 2*o.BatchSize { // two batches arrived, their responses lost
+	for len(rcv.Arrivals()) < 2*o.BatchSize { // two batches arrived, their responses lost
 		if time.Now().After(deadline) {
-			t.Fatalf("receiver got %d events with lost responses", len(rcv.snapshot()))
+			t.Fatalf("receiver got %d events with lost responses", len(rcv.Arrivals()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	rcv.setMode(modeUp)
-	rcv.waitDistinct(len(g.ids))
+	rcv.SetMode(webhooktest.Up)
+	rcv.WaitDistinct(len(g.ids))
 	waitStat(t, s2, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
 
-	arrivals := rcv.snapshot()
-	checkFirstArrivals(t, arrivals, g.ids)
+	arrivals := rcv.Arrivals()
+	webhooktest.CheckFirstArrivals(t, arrivals, g.ids)
 	if len(arrivals) == len(g.ids) {
 		t.Errorf("no duplicates although responses were lost: the test did not exercise redelivery")
 	}
-	if errs := rcv.errs(); len(errs) > 0 {
+	if errs := rcv.Errs(); len(errs) > 0 {
 		t.Fatalf("receiver saw %d bad events or requests, first: %v", len(errs), errs[0])
 	}
 	st := s2.Stats()
@@ -164,17 +165,17 @@ func TestRestartResumesAtCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.emit(s1, 100, 9)
-	rcv.waitDistinct(100)
+	rcv.WaitDistinct(100)
 	waitStat(t, s1, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s2 := newSink(t, o)
 	g.emit(s2, 10, 10)
-	rcv.waitDistinct(110)
+	rcv.WaitDistinct(110)
 	waitStat(t, s2, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
-	arrivals := rcv.snapshot()
-	checkFirstArrivals(t, arrivals, g.ids)
+	arrivals := rcv.Arrivals()
+	webhooktest.CheckFirstArrivals(t, arrivals, g.ids)
 	if len(arrivals) != 110 {
 		t.Errorf("%d arrivals for 110 events: a restart resent delivered events", len(arrivals))
 	}
@@ -184,7 +185,7 @@ func TestRestartResumesAtCursor(t *testing.T) {
 // oldest events, counts and logs them, and delivers the newest in order.
 func TestSpoolFullDropsOldest(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.setMode(modeDown)
+	rcv.SetMode(webhooktest.Down)
 	o := testOptions(rcv.URL(), t.TempDir())
 	o.SpoolMaxBytes = 64 << 10
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -207,18 +208,18 @@ func TestSpoolFullDropsOldest(t *testing.T) {
 	// after the last drop (see peek/commit), then bring the receiver up.
 	r0 := st.Retried
 	waitStat(t, s, "two more retries", func(st Stats) bool { return st.Retried >= r0+2 })
-	rcv.setMode(modeUp)
+	rcv.SetMode(webhooktest.Up)
 	waitStat(t, s, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
 	kept := g.ids[st.Dropped:]
-	rcv.waitDistinct(len(kept))
-	checkFirstArrivals(t, rcv.snapshot(), kept)
+	rcv.WaitDistinct(len(kept))
+	webhooktest.CheckFirstArrivals(t, rcv.Arrivals(), kept)
 }
 
 // TestDeliverNeverWaitsForTheNetwork: with a receiver that never answers,
 // Deliver still returns for every batch.
 func TestDeliverNeverWaitsForTheNetwork(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.setMode(modeHang)
+	rcv.SetMode(webhooktest.Hang)
 	o := testOptions(rcv.URL(), t.TempDir())
 	o.CloseTimeout = 100 * time.Millisecond
 	s, err := New(o)
@@ -228,7 +229,7 @@ func TestDeliverNeverWaitsForTheNetwork(t *testing.T) {
 	g := &gateway{t: t}
 	g.emit(s, 1, 1)
 	deadline := time.Now().Add(waitFor)
-	for rcv.postCount() == 0 { // the sender is now stuck in a POST
+	for rcv.Posts() == 0 { // the sender is now stuck in a POST
 		if time.Now().After(deadline) {
 			t.Fatal("the sender never posted")
 		}
@@ -262,28 +263,28 @@ func TestDeliverNeverWaitsForTheNetwork(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Close blocked behind a hanging receiver")
 	}
-	rcv.unhang()
-	rcv.setMode(modeUp)
+	rcv.Unhang()
+	rcv.SetMode(webhooktest.Up)
 	s2 := newSink(t, o)
-	rcv.waitDistinct(501)
+	rcv.WaitDistinct(501)
 	waitStat(t, s2, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
-	checkFirstArrivals(t, rcv.snapshot(), g.ids)
+	webhooktest.CheckFirstArrivals(t, rcv.Arrivals(), g.ids)
 }
 
 // TestRejectedBatchIsSkipped: a 400 is final; the batch is counted and the
 // events behind it still flow.
 func TestRejectedBatchIsSkipped(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.setMode(modeReject)
+	rcv.SetMode(webhooktest.Reject)
 	o := testOptions(rcv.URL(), t.TempDir())
 	s := newSink(t, o)
 	g := &gateway{t: t}
 	g.emit(s, 16, 16)
 	waitStat(t, s, "a rejected batch", func(st Stats) bool { return st.Rejected == 16 && st.Pending == 0 })
-	rcv.setMode(modeUp)
+	rcv.SetMode(webhooktest.Up)
 	g.emit(s, 5, 5)
-	rcv.waitDistinct(5)
-	checkFirstArrivals(t, rcv.snapshot(), g.ids[16:])
+	rcv.WaitDistinct(5)
+	webhooktest.CheckFirstArrivals(t, rcv.Arrivals(), g.ids[16:])
 	if st := s.Stats(); st.Retried != 0 {
 		t.Errorf("a rejected batch was retried: %+v", st)
 	}
@@ -304,11 +305,11 @@ func TestThroughPipeline(t *testing.T) {
 		ids = append(ids, e.ID)
 		p.Emit(e)
 	}
-	rcv.waitDistinct(len(ids))
+	rcv.WaitDistinct(len(ids))
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	checkFirstArrivals(t, rcv.snapshot(), ids)
+	webhooktest.CheckFirstArrivals(t, rcv.Arrivals(), ids)
 	if ps := p.Stats(); ps[0].Delivered != 2000 || ps[0].Dropped != 0 {
 		t.Errorf("pipeline stats = %+v", ps)
 	}
@@ -320,7 +321,7 @@ func TestSpoolFilesArePrivate(t *testing.T) {
 	s := newSink(t, testOptions(rcv.URL(), dir))
 	g := &gateway{t: t}
 	g.emit(s, 3, 3)
-	rcv.waitDistinct(3)
+	rcv.WaitDistinct(3)
 	waitStat(t, s, "an empty spool", func(st Stats) bool { return st.Pending == 0 })
 	fi, err := os.Stat(dir)
 	if err != nil || fi.Mode().Perm() != 0o700 {

@@ -1,13 +1,8 @@
 package gateway
 
 import (
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,8 +21,9 @@ type Options struct {
 	FusionSet func(id string) bool
 }
 
-// Decode reads the gateway section n strictly. On failure the error is a
-// *Error listing every problem with file, line and field.
+// Decode reads the gateway section n strictly: the structure only, no file
+// is read (see LoadMaterial). On failure the error is a *Error listing
+// every problem with file, line and field.
 func Decode(n *yaml.Node, o Options) (*Gateway, error) {
 	r := &reader{file: o.File}
 	if n == nil || (resolve(n).Kind == yaml.ScalarNode && resolve(n).Tag == "!!null") {
@@ -39,6 +35,7 @@ func Decode(n *yaml.Node, o Options) (*Gateway, error) {
 	if len(r.problems) > 0 {
 		return nil, &Error{Problems: r.problems}
 	}
+	g.file = o.File
 	return g, nil
 }
 
@@ -199,6 +196,7 @@ func (d *decoder) listener(path string, n *yaml.Node) *Listener {
 	if len(l.Routes) == 0 && !hasKey(n, "routes") {
 		d.addf(n, path+".routes", "missing: at least one route")
 	}
+	l.sni = l.serverNames()
 	d.listenerLines[l] = n
 	return l
 }
@@ -254,24 +252,9 @@ func (d *decoder) certificate(path string, n *yaml.Node, l *Listener) {
 	if keyNode == nil {
 		d.addf(n, path+".key_file", "missing")
 	}
-	if l.CertFile == "" || l.KeyFile == "" {
-		return
-	}
-	var err error
-	if l.CertPEM, err = readPEMFile(l.CertFile); err != nil {
-		d.addf(certNode, path+".cert_file", fileError(err))
-	}
-	if l.KeyPEM, err = readPEMFile(l.KeyFile); err != nil {
-		d.addf(keyNode, path+".key_file", fileError(err))
-	}
-	if l.CertPEM == nil || l.KeyPEM == nil {
-		return
-	}
-	// The same check Envoy makes when it loads the SDS secret, done here so a
-	// mismatched or damaged pair is refused before any Envoy sees it.
-	if _, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM); err != nil {
-		d.addf(certNode, path, fmt.Sprintf("cert_file %s and key_file %s: %v", l.CertFile, l.KeyFile, err))
-	}
+	// The files are read by LoadMaterial, not here: a reader that only
+	// routes by the section (mcc authz) must never read the private key.
+	l.material = &materialNodes{item: n, path: path, cert: certNode, key: keyNode}
 }
 
 func (d *decoder) route(path string, n *yaml.Node) *Route {
@@ -505,43 +488,6 @@ func (d *decoder) path(p string, n *yaml.Node) string {
 		s = filepath.Join(d.opts.BaseDir, s)
 	}
 	return filepath.Clean(s)
-}
-
-// maxPEMFile bounds a certificate or key file: a chain is a few KiB.
-const maxPEMFile = 1 << 20
-
-// readPEMFile reads a regular file of at most maxPEMFile bytes, so that a
-// path to a device or a FIFO cannot hang or exhaust the loader.
-func readPEMFile(path string) ([]byte, error) {
-	// Stat before opening: opening a FIFO for reading blocks.
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxPEMFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMFile)
-	}
-	return data, nil
-}
-
-func fileError(err error) string {
-	var pe *fs.PathError
-	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
-		return "file not found: " + pe.Path
-	}
-	return err.Error()
 }
 
 func hasKey(n *yaml.Node, key string) bool { return valueOf(n, key) != nil }

@@ -54,7 +54,21 @@ func setup(t *testing.T) string {
 	return dir
 }
 
+// decode decodes the section and loads its key material, as mcc xds does.
 func decode(t *testing.T, dir, text string) (*gateway.Gateway, error) {
+	t.Helper()
+	g, err := decodeStructure(t, dir, text)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.LoadMaterial(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// decodeStructure is the structural decode alone, as mcc authz does it.
+func decodeStructure(t *testing.T, dir, text string) (*gateway.Gateway, error) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {

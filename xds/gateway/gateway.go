@@ -61,6 +61,8 @@ type Gateway struct {
 	Listeners  []*Listener
 	Upstreams  []*Upstream
 	NodeGroups []*NodeGroup
+
+	file string // names the fusion set file in LoadMaterial's problems
 }
 
 // Authz is where mcc authz listens: Envoy calls its ext_authz service and
@@ -115,9 +117,10 @@ type Listener struct {
 	Address string
 	Port    uint32
 	// CertFile and KeyFile are absolute paths; CertPEM and KeyPEM their
-	// contents, checked to be a matching pair. KeyPEM is secret: it goes to
-	// Envoy by SDS and nowhere else (never into logs or the status page).
-	// With file delivery neither file is read (both PEMs stay nil).
+	// contents, checked to be a matching pair, once LoadMaterial has run
+	// (nil before, and always with file delivery). KeyPEM is secret: it
+	// goes to Envoy by SDS and nowhere else (never into logs or the status
+	// page).
 	CertFile, KeyFile string
 	CertPEM, KeyPEM   []byte
 	// Delivery is inline (default) or file.
@@ -126,6 +129,9 @@ type Listener struct {
 	// delivery (default: CertFile and KeyFile).
 	EnvoyCertPath, EnvoyKeyPath string
 	Routes                      []*Route
+
+	material *materialNodes // for LoadMaterial
+	sni      *ServerNames   // built by Decode from Routes
 }
 
 // Route sends requests for a host (and path prefix) to an upstream, guarded

@@ -88,7 +88,7 @@ func TestSubscribeLikeEnvoyAndReceiveUpdates(t *testing.T) {
 			}
 			want := map[string][]string{
 				resourcev3.ListenerType: {"mcc-listener-edge"},
-				resourcev3.RouteType:    {"mcc-routes-edge"},
+				resourcev3.RouteType:    {"mcc-routes-edge/app-0", "mcc-routes-edge/app-1"},
 				resourcev3.ClusterType:  {"mcc-authz", "mcc-upstream-api-0", "mcc-upstream-api-1"},
 				resourcev3.EndpointType: {"mcc-authz", "mcc-upstream-api-0", "mcc-upstream-api-1"},
 				resourcev3.SecretType:   {"mcc-server-cert-edge", "mcc-validation-app-0", "mcc-validation-app-1"},

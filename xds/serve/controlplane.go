@@ -1,8 +1,10 @@
 // Package serve runs the xDS side of mcc: ADS over gRPC (state of the world
-// and delta) from a go-control-plane snapshot cache with one snapshot per
-// node group, checks every snapshot before it is published, rolls a node
-// group back when a node rejects (NACKs) its snapshot, and serves an admin
-// port with health, Prometheus metrics and per-node status.
+// and delta) from go-control-plane snapshot caches (one per resource type,
+// see typecache.go) with one snapshot per node group, checks every snapshot
+// before it is published, versions each resource by its bytes (so delta
+// clients get exactly what changed), rolls a node group back when a node
+// rejects (NACKs) its snapshot, and serves an admin port with health,
+// Prometheus metrics and per-node status.
 //
 // A node group is served only to the client certificates its peers name
 // (see ControlPlane.admit): a stream that may not act as the group its node
@@ -81,12 +83,12 @@ const (
 // status page and the NACK rollback need.
 type ControlPlane struct {
 	log      *zap.Logger
-	validate func(types.Resource) error
+	facts    *factsCache
 	keepGood int
 	// limits (Options)
 	maxNodes, maxStreams, maxNACKDetail int
 	now                                 func() time.Time
-	cache                               cachev3.SnapshotCache
+	cache                               *typeCaches
 	server                              serverv3.Server
 	metrics                             *metrics
 	ctx                                 context.Context
@@ -154,7 +156,7 @@ func New(ctx context.Context, o Options) *ControlPlane {
 	}
 	cp := &ControlPlane{
 		log:      o.Logger,
-		validate: o.Validate,
+		facts:    newFactsCache(o.Validate),
 		keepGood: o.KeepGood,
 		now:      o.Clock,
 
@@ -167,8 +169,10 @@ func New(ctx context.Context, o Options) *ControlPlane {
 		nodes:         map[string]*nodeState{},
 		streams:       map[streamKey]*streamState{},
 	}
-	cp.cache = cachev3.NewSnapshotCache(true, ClusterHash{}, zapCacheLogger{o.Logger.Named("cache")})
-	cp.server = serverv3.NewServer(ctx, cp.cache, callbacks{cp})
+	cp.cache = newTypeCaches(func() cachev3.SnapshotCache {
+		return cachev3.NewSnapshotCache(true, ClusterHash{}, zapCacheLogger{o.Logger.Named("cache")})
+	})
+	cp.server = serverv3.NewServer(ctx, cp.cache.mux, callbacks{cp})
 	return cp
 }
 
@@ -192,8 +196,13 @@ type Update struct {
 	Warnings []string
 }
 
-// Publish checks every group's snapshot (Snapshot.Consistent and deep
-// validation of every resource) and, only if all pass, publishes them. A
+// Publish checks every group's snapshot (the references between its
+// resources, as Snapshot.Consistent and more, and deep validation of every
+// resource) and, only if all pass, publishes them. What it learns about a
+// resource is kept while the resource stays published, so a resource
+// handed again (the same proto, as translate.Translator returns for
+// unchanged inputs) is not marshalled, hashed or validated again: the
+// resources must not change once handed to Publish. A
 // group whose resources did not change is left alone; a group whose new
 // version a node already rejected is not resent. On error nothing is
 // published and the previous snapshots keep serving.
@@ -203,6 +212,8 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 	}
 	snaps := make(map[string]*snapshot, len(u.Groups))
 	var errs []error
+	cp.facts.mu.Lock()
+	cp.facts.begin()
 	for _, cluster := range sortedKeys(u.Groups) {
 		snap, err := cp.buildSnapshot(cluster, u.Groups[cluster])
 		if err != nil {
@@ -211,6 +222,8 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 		}
 		snaps[cluster] = snap
 	}
+	cp.facts.end()
+	cp.facts.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		cp.ConfigError(err)
 		return err
@@ -260,7 +273,7 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 	cp.mu.Unlock()
 
 	for _, cluster := range set {
-		if err := cp.cache.SetSnapshot(ctx, cluster, snaps[cluster].snap); err != nil {
+		if err := cp.cache.set(ctx, cluster, snaps[cluster]); err != nil {
 			// Only a closed watch channel makes this fail; the snapshot is
 			// stored regardless and served to the next request.
 			cp.log.Warn("setting snapshot", zap.String("group", cluster), zap.Error(err))
@@ -288,22 +301,20 @@ func (cp *ControlPlane) revokeStreams() {
 	}
 }
 
-// buildSnapshot versions, assembles and checks one group's snapshot.
+// buildSnapshot versions, assembles and checks one group's snapshot. The
+// caller holds cp.facts.mu.
 func (cp *ControlPlane) buildSnapshot(cluster string, res Resources) (*snapshot, error) {
-	snap, err := newSnapshot(res)
+	snap, err := newSnapshot(res, cp.facts.facts)
 	if err != nil {
 		return nil, fmt.Errorf("node group %q: %w", cluster, err)
 	}
-	if err := snap.snap.Consistent(); err != nil {
-		return nil, fmt.Errorf("node group %q: inconsistent snapshot: %w", cluster, err)
-	}
-	if err := checkReferences(res); err != nil {
+	if err := checkReferences(res, cp.facts.facts); err != nil {
 		return nil, fmt.Errorf("node group %q: inconsistent snapshot: %w", cluster, err)
 	}
 	var errs []error
 	for _, typ := range sortedKeys(res) {
 		for _, r := range res[typ] {
-			if err := cp.validate(r); err != nil {
+			if err := cp.facts.facts(r).validErr; err != nil {
 				errs = append(errs, fmt.Errorf("node group %q: %s %q: %w", cluster, typeLabel(typ), cachev3.GetResourceName(r), err))
 			}
 		}
@@ -326,7 +337,7 @@ func (cp *ControlPlane) ConfigError(err error) {
 
 // Snapshot returns the snapshot currently served to a node group.
 func (cp *ControlPlane) Snapshot(cluster string) (cachev3.ResourceSnapshot, error) {
-	return cp.cache.GetSnapshot(cluster)
+	return cp.cache.get(cluster)
 }
 
 // Version returns the id of the snapshot the control plane means to serve

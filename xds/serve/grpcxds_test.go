@@ -19,6 +19,7 @@ import (
 	"github.com/mccgate/mcc/xds/gateway"
 	"github.com/mccgate/mcc/xds/serve"
 	"github.com/mccgate/mcc/xds/translate"
+	"github.com/mccgate/mcc/xds/xdstest"
 )
 
 // TestGRPCGoXDSClient runs gRPC-Go's own xDS client, an independent
@@ -40,7 +41,7 @@ func TestGRPCGoXDSClient(t *testing.T) {
 	defer hs.Stop()
 	port := uint32(backend.Addr().(*net.TCPAddr).Port)
 
-	res, err := translate.ProxylessGRPC("greeter", []gateway.Endpoint{{IP: "127.0.0.1", Port: port}})
+	res, err := xdstest.ProxylessGRPC("greeter", []gateway.Endpoint{{IP: "127.0.0.1", Port: port}})
 	if err != nil {
 		t.Fatal(err)
 	}

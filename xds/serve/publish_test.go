@@ -51,6 +51,12 @@ func TestPublishRefusesBadSnapshotsAndKeepsServing(t *testing.T) {
 			res[resourcev3.ListenerType][0].(*listenerv3.Listener).GetAddress().GetSocketAddress().PortSpecifier =
 				&corev3.SocketAddress_PortValue{PortValue: 70000}
 		}, []string{`listener "mcc-listener-edge"`, "PortValue"}},
+		{"route configuration nobody references", func(res translate.Resources) {
+			res[resourcev3.RouteType] = append(res[resourcev3.RouteType], &routev3.RouteConfiguration{Name: "mcc-routes-orphan"})
+		}, []string{`node group "edge": inconsistent snapshot`, `route "mcc-routes-orphan" is in the snapshot but nothing references it`}},
+		{"EDS cluster without its endpoints", func(res translate.Resources) {
+			res[resourcev3.EndpointType] = res[resourcev3.EndpointType][1:]
+		}, []string{`node group "edge": inconsistent snapshot`, `endpoint "mcc-authz" is referenced but not in the snapshot`}},
 		{"missing secret (Consistent does not look)", func(res translate.Resources) {
 			res[resourcev3.SecretType] = res[resourcev3.SecretType][1:]
 		}, []string{`secret "mcc-server-cert-edge" is referenced but not in the snapshot`}},
@@ -68,7 +74,7 @@ func TestPublishRefusesBadSnapshotsAndKeepsServing(t *testing.T) {
 		}, []string{`cluster "mcc-authz" is referenced but not in the snapshot`}},
 		{"virtual host without domains", func(res translate.Resources) {
 			res[resourcev3.RouteType][0].(*routev3.RouteConfiguration).VirtualHosts[0].Domains = nil
-		}, []string{`route "mcc-routes-edge"`, "Domains"}},
+		}, []string{`route "mcc-routes-edge/app-0"`, "Domains"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,7 +97,7 @@ func (cp *ControlPlane) applyRollback(cluster string, target *snapshot) {
 	if !still {
 		return // a newer configuration was published meanwhile
 	}
-	if err := cp.cache.SetSnapshot(context.WithoutCancel(cp.ctx), cluster, target.snap); err != nil {
+	if err := cp.cache.set(context.WithoutCancel(cp.ctx), cluster, target); err != nil {
 		cp.log.Warn("setting rollback snapshot", zap.String("group", cluster), zap.Error(err))
 	}
 }

@@ -157,14 +157,14 @@ func TestBuildNodeGroupsHoldOnlyWhatTheyUse(t *testing.T) {
 	want := map[string]map[resourcev3.Type][]string{
 		"edge-eu": {
 			resourcev3.ListenerType: {"mcc-listener-edge"},
-			resourcev3.RouteType:    {"mcc-routes-edge"},
+			resourcev3.RouteType:    {"mcc-routes-edge/app-a", "mcc-routes-edge/app-b"},
 			resourcev3.SecretType:   {"mcc-server-cert-edge", "mcc-validation-app-a", "mcc-validation-app-b"},
 			resourcev3.ClusterType:  {"mcc-authz", "mcc-upstream-api-a", "mcc-upstream-api-a2", "mcc-upstream-api-b"},
 			resourcev3.EndpointType: {"mcc-authz", "mcc-upstream-api-a", "mcc-upstream-api-a2", "mcc-upstream-api-b"},
 		},
 		"internal": {
 			resourcev3.ListenerType: {"mcc-listener-internal"},
-			resourcev3.RouteType:    {"mcc-routes-internal"},
+			resourcev3.RouteType:    {"mcc-routes-internal/app-c"},
 			resourcev3.SecretType:   {"mcc-server-cert-internal", "mcc-validation-app-c"},
 			resourcev3.ClusterType:  {"mcc-authz", "mcc-upstream-api-c"},
 			resourcev3.EndpointType: {"mcc-authz", "mcc-upstream-api-c"},
@@ -265,7 +265,7 @@ func TestBuildDefense(t *testing.T) {
 		t.Fatalf("filters = %v", fc.Filters)
 	}
 	hcm := unpack[*hcmv3.HttpConnectionManager](t, fc.Filters[0].GetTypedConfig())
-	if rds := hcm.GetRds(); rds.GetRouteConfigName() != "mcc-routes-edge" || !isADS(rds.GetConfigSource()) {
+	if rds := hcm.GetRds(); rds.GetRouteConfigName() != "mcc-routes-edge/app-a" || !isADS(rds.GetConfigSource()) {
 		t.Errorf("RDS = %v", rds)
 	}
 	if hcm.ForwardClientCertDetails != hcmv3.HttpConnectionManager_SANITIZE_SET {
@@ -287,8 +287,10 @@ func TestBuildDefense(t *testing.T) {
 	}
 
 	// Routes: per-route fusion set for ext_authz, longest prefix first.
-	rc := find[*routev3.RouteConfiguration](t, res, resourcev3.RouteType, "mcc-routes-edge")
-	if len(rc.VirtualHosts) != 2 {
+	// Each fusion set's chain has its own route configuration, with
+	// only that set's hosts: a Host of another set finds no route there.
+	rc := find[*routev3.RouteConfiguration](t, res, resourcev3.RouteType, "mcc-routes-edge/app-a")
+	if len(rc.VirtualHosts) != 1 {
 		t.Fatalf("virtual hosts = %d", len(rc.VirtualHosts))
 	}
 	vhA := rc.VirtualHosts[0]
@@ -301,12 +303,18 @@ func TestBuildDefense(t *testing.T) {
 	if vhA.Routes[1].GetMatch().GetPrefix() != "/" || vhA.Routes[1].GetRoute().GetCluster() != "mcc-upstream-api-a" {
 		t.Errorf("second route = %v", vhA.Routes[1])
 	}
-	for _, vh := range rc.VirtualHosts {
-		wantSet := map[string]string{"a.example.com": "app-a", "*.b.example.com": "app-b"}[vh.Domains[0]]
-		for _, r := range vh.Routes {
-			per := unpack[*extauthzv3.ExtAuthzPerRoute](t, r.TypedPerFilterConfig[wellknown.HTTPExternalAuthorization])
-			if got := per.GetCheckSettings().GetContextExtensions()["fusion_set"]; got != wantSet {
-				t.Errorf("route %s: context_extensions fusion_set = %q, want %q", r.Name, got, wantSet)
+	rcB := find[*routev3.RouteConfiguration](t, res, resourcev3.RouteType, "mcc-routes-edge/app-b")
+	if len(rcB.VirtualHosts) != 1 || rcB.VirtualHosts[0].Domains[0] != "*.b.example.com" {
+		t.Fatalf("app-b virtual hosts = %v", rcB.VirtualHosts)
+	}
+	for _, rc := range []*routev3.RouteConfiguration{rc, rcB} {
+		for _, vh := range rc.VirtualHosts {
+			wantSet := map[string]string{"a.example.com": "app-a", "*.b.example.com": "app-b"}[vh.Domains[0]]
+			for _, r := range vh.Routes {
+				per := unpack[*extauthzv3.ExtAuthzPerRoute](t, r.TypedPerFilterConfig[wellknown.HTTPExternalAuthorization])
+				if got := per.GetCheckSettings().GetContextExtensions()["fusion_set"]; got != wantSet {
+					t.Errorf("route %s: context_extensions fusion_set = %q, want %q", r.Name, got, wantSet)
+				}
 			}
 		}
 	}
@@ -405,7 +413,7 @@ func TestBuildRefusesIncompleteSets(t *testing.T) {
 }
 
 func TestProxylessGRPCIsConsistentAndValid(t *testing.T) {
-	res, err := translate.ProxylessGRPC("greeter", []gateway.Endpoint{{IP: "127.0.0.1", Port: 50051}})
+	res, err := xdstest.ProxylessGRPC("greeter", []gateway.Endpoint{{IP: "127.0.0.1", Port: 50051}})
 	if err != nil {
 		t.Fatal(err)
 	}

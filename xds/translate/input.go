@@ -62,8 +62,11 @@ const (
 // ListenerName is the Envoy listener for gateway listener name.
 func ListenerName(name string) string { return "mcc-listener-" + name }
 
-// RouteConfigName is the RDS route configuration of gateway listener name.
-func RouteConfigName(listener string) string { return "mcc-routes-" + listener }
+// RouteConfigName is the RDS route configuration of fusion set id's filter
+// chain on gateway listener name. "/" occurs in neither (listener names are
+// letters, digits, '.', '_' and '-'; set ids DNS labels), so the name is
+// unique.
+func RouteConfigName(listener, id string) string { return "mcc-routes-" + listener + "/" + id }
 
 // UpstreamClusterName is the Envoy cluster of gateway upstream name.
 func UpstreamClusterName(name string) string { return "mcc-upstream-" + name }

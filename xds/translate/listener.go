@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"fmt"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -13,6 +12,7 @@ import (
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -24,9 +24,10 @@ import (
 const TCPGrpcAccessLog = "envoy.access_loggers.tcp_grpc"
 
 // listener builds mcc-listener-<name>: tls_inspector reads the SNI, one TLS
-// filter chain per fusion set is selected by it, and a listener access log
-// reports every connection, failed handshakes included, to mcc authz.
-func listener(p *packer, l *gateway.Listener, sets map[string]*FusionSet, authz gateway.Authz) (*listenerv3.Listener, error) {
+// filter chain per fusion set (chains, by set id, in the order of ids) is
+// selected by it, and a listener access log reports every connection,
+// failed handshakes included, to mcc authz through logCluster.
+func listener(p *packer, l *gateway.Listener, ids []string, chains map[string]types.Resource, logCluster string) *listenerv3.Listener {
 	out := &listenerv3.Listener{
 		Name:    ListenerName(l.Name),
 		Address: socketAddress(l.Address, l.Port),
@@ -40,23 +41,21 @@ func listener(p *packer, l *gateway.Listener, sets map[string]*FusionSet, authz 
 		}},
 		// Only the listener access log sees handshake failures; an HCM
 		// access log never does (the HTTP layer is not reached).
-		AccessLog: []*accesslogv3.AccessLog{handshakeLog(p, accessLogCluster(authz))},
+		AccessLog: []*accesslogv3.AccessLog{handshakeLog(p, logCluster)},
 	}
-	for _, id := range l.FusionSets() {
-		s := sets[id]
-		if s == nil {
-			return nil, fmt.Errorf("listener %q: fusion set %q: not loaded", l.Name, id)
-		}
-		out.FilterChains = append(out.FilterChains, filterChain(p, l, s, authz.Timeout))
+	for _, id := range ids {
+		out.FilterChains = append(out.FilterChains, chains[id].(*listenerv3.FilterChain))
 	}
-	return out, p.err
+	return out
 }
 
-func filterChain(p *packer, l *gateway.Listener, s *FusionSet, authzTimeout time.Duration) *listenerv3.FilterChain {
+// filterChain is fusion set s's TLS filter chain on listener l, selected by
+// the SNI of the set's hosts there.
+func filterChain(p *packer, l *gateway.Listener, s *FusionSet, hosts []string, authzTimeout time.Duration) *listenerv3.FilterChain {
 	return &listenerv3.FilterChain{
 		Name: FilterChainName(s.ID),
 		FilterChainMatch: &listenerv3.FilterChainMatch{
-			ServerNames:       l.Hosts(s.ID),
+			ServerNames:       hosts,
 			TransportProtocol: "tls",
 		},
 		TransportSocket: &corev3.TransportSocket{
@@ -75,7 +74,7 @@ func httpConnectionManager(p *packer, l *gateway.Listener, s *FusionSet, authzTi
 		StatPrefix: "mcc." + l.Name + "." + s.ID,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			RouteConfigName: RouteConfigName(l.Name),
+			RouteConfigName: RouteConfigName(l.Name, s.ID),
 			ConfigSource:    adsSource(),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{

@@ -11,19 +11,20 @@ import (
 	"github.com/mccgate/mcc/xds/gateway"
 )
 
-// routeConfig builds mcc-routes-<listener>: a virtual host per host, a route
-// per path prefix (longest first, as Envoy takes the first match), each
-// naming its fusion set for ext_authz.
+// routeConfig builds mcc-routes-<listener>/<set>, the routes of fusion set
+// id on a listener: a virtual host per host, a route per path prefix
+// (longest first, as Envoy takes the first match), each naming the fusion
+// set for ext_authz.
 //
-// All of a listener's filter chains share it. A client that completes the
-// handshake of set A and then sends "Host: <a host of set B>" reaches B's
-// route, and ext_authz checks its certificate against B, where it fails: the
-// per-route fusion set, not the filter chain, is what the policy follows.
-func routeConfig(p *packer, l *gateway.Listener) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: RouteConfigName(l.Name)}
+// Only the set's own filter chain uses it. A client that completes the
+// handshake of set A and then sends "Host: <a host of set B>" finds no
+// virtual host and gets 404 from Envoy: the certificate checked in the
+// handshake and the fusion set that ext_authz applies are always the same.
+func routeConfig(p *packer, listener, id string, routes []*gateway.Route) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: RouteConfigName(listener, id)}
 	byHost := map[string]*routev3.VirtualHost{}
-	var hostRoutes = map[string][]*gateway.Route{}
-	for _, r := range l.Routes {
+	hostRoutes := map[string][]*gateway.Route{}
+	for _, r := range routes {
 		if byHost[r.Host] == nil {
 			vh := &routev3.VirtualHost{Name: "mcc-host-" + r.Host, Domains: []string{r.Host}}
 			byHost[r.Host] = vh

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -61,8 +62,13 @@ type state struct {
 	nacks     map[string]int
 	changed   chan struct{} // closed and replaced on every change
 	err       error         // stream error once the stream ended
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when the receive loop has stopped
+	observe   func(Received)
+	// refs are the names the accepted listeners and clusters reference,
+	// recomputed only when those change (a response of another type
+	// leaves them as they are).
+	routes, secrets, endpoints []string
+	cancel                     context.CancelFunc
+	done                       chan struct{} // closed when the receive loop has stopped
 }
 
 func newState(cancel context.CancelFunc) *state {
@@ -217,6 +223,44 @@ func resourceName(a *anypb.Any) (string, error) {
 		return "", fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
 	}
 	return cachev3.GetResourceName(m), nil
+}
+
+// Received describes one response as the client got it.
+type Received struct {
+	TypeURL string
+	// Names are the resources the response carried (delta: added or
+	// changed ones; state of the world: all of the type).
+	Names   []string
+	Removed []string
+	// Bytes is the size of the response message.
+	Bytes int
+	NACK  bool
+	At    time.Time
+}
+
+// Observe calls fn for every later response, after the client applied
+// (or rejected) it, on the client's receive goroutine: fn must be quick.
+func (s *state) Observe(fn func(Received)) {
+	s.mu.Lock()
+	s.observe = fn
+	s.mu.Unlock()
+}
+
+func (s *state) observed(r Received) {
+	s.mu.Lock()
+	fn := s.observe
+	s.mu.Unlock()
+	if fn != nil {
+		fn(r)
+	}
+}
+
+// updateRefsLocked recomputes what the accepted listeners and clusters
+// reference after a response of type typ.
+func (s *state) updateRefsLocked(typ string) {
+	if typ == resourcev3.ListenerType || typ == resourcev3.ClusterType {
+		s.routes, s.secrets, s.endpoints = references(s.resources[resourcev3.ListenerType], s.resources[resourcev3.ClusterType])
+	}
 }
 
 // View returns what the client has accepted so far.

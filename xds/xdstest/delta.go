@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -69,6 +71,11 @@ func (c *DeltaClient) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	if c.reject != nil {
 		rejectErr = c.reject(typ, changed)
 	}
+	got := Received{TypeURL: typ, Removed: resp.GetRemovedResources(), Bytes: proto.Size(resp), NACK: rejectErr != nil, At: time.Now()}
+	for name := range changed {
+		got.Names = append(got.Names, name)
+	}
+	defer c.observed(got)
 	c.mu.Lock()
 	c.responses[typ]++
 	if rejectErr != nil {
@@ -92,7 +99,8 @@ func (c *DeltaClient) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		delete(m, name)
 	}
 	c.versions[typ] = resp.GetSystemVersionInfo()
-	routes, secrets, endpoints := references(c.resources[resourcev3.ListenerType], c.resources[resourcev3.ClusterType])
+	c.updateRefsLocked(typ)
+	routes, secrets, endpoints := c.routes, c.secrets, c.endpoints
 	c.notifyLocked()
 	c.mu.Unlock()
 

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -79,6 +81,11 @@ func (c *SotWClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	if c.reject != nil {
 		rejectErr = c.reject(typ, byName)
 	}
+	got := Received{TypeURL: typ, Bytes: proto.Size(resp), NACK: rejectErr != nil, At: time.Now()}
+	for name := range byName {
+		got.Names = append(got.Names, name)
+	}
+	defer c.observed(got)
 	c.mu.Lock()
 	c.responses[typ]++
 	if rejectErr != nil {
@@ -95,7 +102,8 @@ func (c *SotWClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	c.versions[typ] = resp.GetVersionInfo()
 	// State of the world: every response holds the full set of the type.
 	c.resources[typ] = byName
-	routes, secrets, endpoints := references(c.resources[resourcev3.ListenerType], c.resources[resourcev3.ClusterType])
+	c.updateRefsLocked(typ)
+	routes, secrets, endpoints := c.routes, c.secrets, c.endpoints
 	c.notifyLocked()
 	c.mu.Unlock()
 

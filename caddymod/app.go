@@ -65,6 +65,9 @@ type App struct {
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
 	watchDone   chan struct{}
+	// lastReloadErr is the watcher's last refusal (its goroutine only), so
+	// that a file retried at every tick is reported once.
+	lastReloadErr string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -149,6 +152,11 @@ func (a *App) Validate() error { return nil }
 // whole new config provisioned, so a config that fails later never leaks its
 // sets into the running one) and starts watching the referenced files.
 func (a *App) Start() error {
+	// Now, not in Provision, for the same reason: sinks this config runs
+	// with new settings are handed over only once it is accepted.
+	if err := a.state.sinks.commit(); err != nil {
+		return fmt.Errorf("mcc: %w", err)
+	}
 	if a.loaded {
 		a.state.engine.Update(a.cfg)
 	}

@@ -268,7 +268,9 @@ func CertsFromHeader(format string, values []string, opts adapter.CertHeaderOpti
 // It writes the body itself rather than returning a caddyhttp.Error, whose
 // response would be empty without a handle_errors route.
 func writeBlock(w http.ResponseWriter, r *http.Request, d *fusion.Decision) {
-	b := adapter.Block(d, r.Header.Get("Accept"))
+	// Every Accept line, joined as Envoy joins repeated headers for ext_authz:
+	// the same request gets the same body at both gateways.
+	b := adapter.Block(d, strings.Join(r.Header.Values("Accept"), ","))
 	hdr := w.Header()
 	for _, kv := range b.Header {
 		hdr.Set(kv[0], kv[1])

@@ -21,6 +21,11 @@ import (
 // over: closed, leaving what it had not delivered in its spool, and opened
 // again with the new settings, behind the same handle. Two writers on one
 // spool directory would delete each other's segments.
+//
+// The handover waits for the new config's Start (sinkHandle.commit): a
+// config that provisions but is then refused (another module fails, Caddy
+// keeps the running one) must not leave the running config's events going
+// to its URL with its token.
 var sinkPool = caddy.NewUsagePool() // resource -> *sinkEntry
 
 // sinkEntry is one running sink.
@@ -70,6 +75,25 @@ type sinkHandle struct {
 	resource string
 	name     string
 	closed   atomic.Bool
+	// pending is the handover this handle's config wants once it starts;
+	// nil when the entry already runs its settings.
+	pending *sinkSettings
+}
+
+// sinkSettings are a sink's settings and how to open a sink with them.
+type sinkSettings struct {
+	settings string
+	open     func() (threat.Sink, error)
+}
+
+// commit applies the handle's pending handover: its config has started.
+func (h *sinkHandle) commit() error {
+	p := h.pending
+	if p == nil {
+		return nil
+	}
+	h.pending = nil
+	return h.entry.handover(p.settings, p.open)
 }
 
 var _ threat.Sink = (*sinkHandle)(nil)
@@ -90,9 +114,10 @@ func (h *sinkHandle) Close() error {
 	return err
 }
 
-// acquireSink returns a handle on the running sink m's resource, opening
-// it, or handing it over to m's settings.
-func acquireSink(m EventSink, logger *zap.Logger) (threat.Sink, error) {
+// acquireSink returns a handle on the running sink m's resource, opening it
+// when nothing runs it yet. When it runs with other settings, the handle
+// carries the handover for commit.
+func acquireSink(m EventSink, logger *zap.Logger) (*sinkHandle, error) {
 	resource, settings := m.SinkKey()
 	resource = pluginKey(m, resource)
 	open := func() (threat.Sink, error) { return m.OpenSink(logger) }
@@ -107,14 +132,12 @@ func acquireSink(m EventSink, logger *zap.Logger) (threat.Sink, error) {
 		return nil, err
 	}
 	e := v.(*sinkEntry)
-	if loaded {
-		if err := e.handover(settings, open); err != nil {
-			_, _ = sinkPool.Delete(resource)
-			return nil, err
-		}
-	}
+	h := &sinkHandle{entry: e, resource: resource}
 	e.mu.RLock()
-	name := e.sink.Name()
+	h.name = e.sink.Name()
+	if loaded && e.settings != settings {
+		h.pending = &sinkSettings{settings: settings, open: open}
+	}
 	e.mu.RUnlock()
-	return &sinkHandle{entry: e, resource: resource, name: name}, nil
+	return h, nil
 }

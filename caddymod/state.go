@@ -43,6 +43,19 @@ func (e *storeEntry) Destruct() error { return e.store.Close() }
 // pipelineEntry is the event pipeline over the configured sinks.
 type pipelineEntry struct {
 	pipeline *threat.Pipeline
+	sinks    []*sinkHandle
+}
+
+// commit hands the running sinks over to this pipeline's settings, once
+// its config has started (see sinkPool).
+func (e *pipelineEntry) commit() error {
+	var errs []error
+	for _, h := range e.sinks {
+		if err := h.commit(); err != nil {
+			errs = append(errs, fmt.Errorf("sink %s: %w", h.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // pipelineCloseTimeout bounds how long a retired pipeline drains its queues.
@@ -59,6 +72,7 @@ type sharedState struct {
 	engine   *fusion.Engine
 	store    *storeEntry
 	pipeline *threat.Pipeline
+	sinks    *pipelineEntry
 	metrics  *appMetrics
 	node     string
 	// owner is the app whose configuration the engine runs: the one that
@@ -152,6 +166,7 @@ func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, l
 			engine:   eng,
 			store:    se,
 			pipeline: pe.pipeline,
+			sinks:    pe,
 			metrics:  newAppMetrics(eng, se.store, pe.pipeline),
 			node:     a.res.node,
 		}, nil
@@ -199,6 +214,7 @@ func newStoreEntry(store ScoreStore, logger *zap.Logger) (*storeEntry, error) {
 
 func newPipelineEntry(sinks []EventSink, logger *zap.Logger) (*pipelineEntry, error) {
 	built := make([]threat.Sink, 0, len(sinks))
+	handles := make([]*sinkHandle, 0, len(sinks))
 	for _, m := range sinks {
 		s, err := acquireSink(m, logger)
 		if err != nil {
@@ -208,10 +224,11 @@ func newPipelineEntry(sinks []EventSink, logger *zap.Logger) (*pipelineEntry, er
 			return nil, fmt.Errorf("%s: %w", m.CaddyModule().ID, err)
 		}
 		built = append(built, s)
+		handles = append(handles, s)
 	}
 	p := threat.NewPipeline(threat.PipelineOptions{
 		Sinks:  built,
 		Logger: logger.Named("pipeline"),
 	})
-	return &pipelineEntry{pipeline: p}, nil
+	return &pipelineEntry{pipeline: p, sinks: handles}, nil
 }

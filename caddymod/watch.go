@@ -44,6 +44,10 @@ func (a *App) watch(ctx context.Context) {
 	// The stamps were taken when Provision read the files: a change made
 	// since then (before the watcher started) is a change.
 	changed := filewatch.ChangedSince(stamps)
+	// A refused configuration is tried again at every tick: it may name a
+	// file that does not exist yet, which no watch covers (rebuild reports
+	// the same error once).
+	failing := false
 	for {
 		if changed {
 			changed = false
@@ -55,12 +59,23 @@ func (a *App) watch(ctx context.Context) {
 				if a.state.owner.Load() != a {
 					return
 				}
+				failing = true
 			} else {
+				failing = false
 				cfg = next
 				if err := w.SetPaths(cfg.WatchedFiles()); err != nil {
 					a.logger.Error("watching the reloaded configuration's files", zap.Error(err))
 				}
 				changed = filewatch.ChangedSince(stamps)
+				// A file the new configuration added was read before it
+				// had a stamp: a write between that read and SetPaths
+				// would go unseen, so read once more with stamps on all.
+				for _, p := range cfg.WatchedFiles() {
+					if _, known := stamps[p]; !known {
+						changed = true
+						break
+					}
+				}
 				crls.Check(cfg, time.Now())
 			}
 		}
@@ -74,6 +89,7 @@ func (a *App) watch(ctx context.Context) {
 			changed = true
 		case <-t.C:
 			crls.Check(cfg, time.Now())
+			changed = changed || failing
 		}
 	}
 }
@@ -84,12 +100,18 @@ func (a *App) watch(ctx context.Context) {
 func (a *App) rebuild() (next *fusion.Config, ok bool) {
 	next, err := a.buildConfig()
 	if err != nil {
-		a.state.reloadFailures.Add(1)
-		configLoadFailed(triggerWatch)
-		a.logger.Error("fusion set files changed but are invalid; keeping the last good configuration",
-			zap.Error(err))
+		// Retried at every tick while it fails: counted and logged
+		// once per distinct error.
+		if msg := err.Error(); msg != a.lastReloadErr {
+			a.lastReloadErr = msg
+			a.state.reloadFailures.Add(1)
+			configLoadFailed(triggerWatch)
+			a.logger.Error("fusion set files changed but are invalid; keeping the last good configuration",
+				zap.Error(err))
+		}
 		return nil, false
 	}
+	a.lastReloadErr = ""
 	// A newer config may have started while this one was shutting down:
 	// only the app that owns the engine may swap its config.
 	if a.state.owner.Load() != a {

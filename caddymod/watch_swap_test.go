@@ -11,6 +11,7 @@ import (
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/threat"
 )
 
 // The Caddy app sees a Kubernetes ConfigMap update of its fusion set file (a
@@ -77,5 +78,47 @@ func TestWatchConfigMapSwapSameSizeAndMtime(t *testing.T) {
 	}
 	waitFor(t, "the swapped file to be loaded", func() bool {
 		return strings.Contains(newClient(t, srv, nil, "").mustGet(t, "/", accept).body, "Two version.")
+	})
+}
+
+// TestWatchRetriesAFileThatNamesAMissingFile: the fusion set file is
+// rewritten first and names a revocation list that does not exist yet; the
+// refusal is reported once, and when the list appears (no watched file
+// changes) the file is tried again on a tick and the list is enforced.
+func TestWatchRetriesAFileThatNamesAMissingFile(t *testing.T) {
+	resetCaddy(t)
+	srv := newServerTLS(t)
+	corp := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
+	up := newUpstream(t)
+	setFile := corp.WriteSetFile(t, "watched.yaml", nil)
+	cfg := globalOptions() + fmt.Sprintf(`	mcc {
+		fusion_sets %s
+		watch_interval 50ms
+	}
+}
+`, setFile) + site(srv, "\t\t\tmode request", fmt.Sprintf("\tfusion_set %s\n\treverse_proxy %s", corp.SetID, up.addr()))
+	loadCaddyfile(t, cfg)
+	accept := "Accept: application/json"
+	valid := corp.Case(t, "valid")
+	cert := valid.TLSCertificate()
+	if r := newClient(t, srv, &cert, "").mustGet(t, "/", accept); r.status != http.StatusOK {
+		t.Fatalf("valid certificate: %d %q", r.status, r.body)
+	}
+
+	st := runningState(t)
+	failures := st.reloadFailures.Load()
+	list := filepath.Join(corp.Dir, "revoked-later.txt")
+	corp.WriteSetFile(t, "watched.yaml", func(sc *fusion.SetConfig) {
+		sc.Revocation.Files = append(sc.Revocation.Files, list)
+	})
+	waitFor(t, "the watcher to refuse the file", func() bool { return st.reloadFailures.Load() > failures })
+	// Retried at every 50 ms tick, reported once.
+	time.Sleep(300 * time.Millisecond)
+	if n := st.reloadFailures.Load(); n != failures+1 {
+		t.Errorf("%d refusals counted for one unchanged error, want 1", n-failures)
+	}
+	writeFile(t, list, []byte(valid.Leaf().SerialNumber.Text(16)+"\n"), 0o644)
+	waitFor(t, "the revocation list to be enforced", func() bool {
+		return blockReason(newClient(t, srv, &cert, "").mustGet(t, "/", accept)) == string(threat.ReasonCertRevoked)
 	})
 }

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -159,8 +158,12 @@ func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySect
 	if len(data) > maxFileSize {
 		return nil, nil, []Problem{{File: filename, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}
 	}
+	// One parse: the tree gives the line numbers, and decodes the file
+	// when it holds only known keys; otherwise the strict decoder below
+	// parses again, for its messages.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, []Problem{syntaxProblem(filename, err, wrongLine(data))}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -176,14 +179,17 @@ func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySect
 
 	var fy fileYAML
 	var problems []Problem
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fy); err != nil {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, gw, []Problem{syntaxProblem(filename, err, 0)}
+	if !knownFieldsOnly(doc.Content[0], reflect.TypeOf(fy), 0) || doc.Decode(&fy) != nil {
+		fy = fileYAML{}
+		strict := yaml.NewDecoder(bytes.NewReader(data))
+		strict.KnownFields(true)
+		if err := strict.Decode(&fy); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, gw, []Problem{syntaxProblem(filename, err, 0)}
+			}
+			problems = append(problems, ix.typeProblems(filename, te.Errors)...)
 		}
-		problems = append(problems, ix.typeProblems(filename, te.Errors)...)
 	}
 	// What the decoder let through leniently ("yes" for true) is refused
 	// like its other type errors, once per field.
@@ -385,23 +391,16 @@ func wrongLine(data []byte) int {
 // readLimited reads a regular file, refusing one larger than limit. Errors
 // name the file.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	// Only regular files: a FIFO or device (/dev/stdin) would block or
+	// never end (OpenRegular does not block on opening one either).
+	f, _, err := filewatch.OpenRegular(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("file not found: %s", path)
 		}
-		return nil, err // *fs.PathError names the file
+		return nil, err // names the file
 	}
 	defer f.Close()
-	// Only regular files: a FIFO or device (/dev/stdin) would block or
-	// never end.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file: %s", path)
-	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)

@@ -3,7 +3,9 @@ package fusion_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,5 +160,46 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWatchRetriesAFileThatNamesAMissingFile: the fusion file is written
+// first and names a revocation list that does not exist yet; when the list
+// appears (the fusion file untouched, so no watch fires for it), the
+// refused file is loaded on a later tick and the list is enforced.
+func TestWatchRetriesAFileThatNamesAMissingFile(t *testing.T) {
+	c := fusiontest.NewCorpus(t, "bank-prod", "com.example.bank")
+	e := loadEngine(t, c.SetFile, fusion.Options{})
+	reloads := make(chan *fusion.Config, 16)
+	errs := make(chan error, 16)
+	startWatch(t, e, func(cfg *fusion.Config) { trySend(reloads, cfg) }, func(err error) { trySend(errs, err) })
+
+	list := filepath.Join(c.Dir, "revoked-later.txt")
+	c.WriteSetFile(t, "fusion-sets.yaml", func(sc *fusion.SetConfig) {
+		sc.Revocation.Files = append(sc.Revocation.Files, list)
+	})
+	deadline := time.After(60 * time.Second)
+	for reported := false; !reported; {
+		select {
+		case err := <-errs:
+			reported = strings.Contains(err.Error(), "revoked-later.txt")
+		case <-reloads:
+			t.Fatal("a file naming a missing revocation list was loaded")
+		case <-deadline:
+			t.Fatal("Watch did not report the missing revocation list")
+		}
+	}
+	valid := c.Case(t, "valid")
+	serial := fmt.Sprintf("%x", valid.Leaf().SerialNumber)
+	if err := os.WriteFile(list, []byte(serial+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reloads:
+	case <-deadline:
+		t.Fatal("the refused file was not tried again once the revocation list existed")
+	}
+	if d := e.Evaluate(context.Background(), c.SetID, request(valid, "192.0.2.1")); d.Reason != threat.ReasonCertRevoked {
+		t.Fatalf("after the list appeared: %+v, want CERT_REVOKED", d)
 	}
 }

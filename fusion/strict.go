@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -113,4 +114,110 @@ func scalarKind(n *yaml.Node) string {
 		return "null"
 	}
 	return strings.TrimPrefix(n.ShortTag(), "!!")
+}
+
+// yamlFields is what the strict decoder knows of a struct type: its YAML
+// keys and their types. ok is false when the type has what knownFieldsOnly
+// does not model (inline fields): the caller then lets the strict decoder
+// judge.
+type yamlFields struct {
+	byName map[string]reflect.Type
+	ok     bool
+}
+
+var yamlFieldsCache sync.Map // reflect.Type -> *yamlFields
+
+// fieldsOf returns the YAML keys of struct type t as go.yaml.in/yaml/v3
+// names them: the tag's name, or the lower-cased field name.
+func fieldsOf(t reflect.Type) *yamlFields {
+	if f, ok := yamlFieldsCache.Load(t); ok {
+		return f.(*yamlFields)
+	}
+	f := &yamlFields{byName: make(map[string]reflect.Type, t.NumField()), ok: true}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if sf.PkgPath != "" && !sf.Anonymous {
+			continue
+		}
+		tag := sf.Tag.Get("yaml")
+		if tag == "" && !strings.Contains(string(sf.Tag), ":") {
+			tag = string(sf.Tag)
+		}
+		if tag == "-" {
+			continue
+		}
+		name, flags, _ := strings.Cut(tag, ",")
+		if strings.Contains(flags, "inline") || sf.Anonymous {
+			f.ok = false
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(sf.Name)
+		}
+		f.byName[name] = sf.Type
+	}
+	yamlFieldsCache.Store(t, f)
+	return f
+}
+
+// knownFieldsOnly reports whether decoding n into t cannot meet a key the
+// strict decoder (KnownFields) refuses: every mapping key decoded into a
+// struct names one of its fields. It answers false when unsure (merge
+// keys, non-scalar keys, inline fields, deep or aliased trees), so that a
+// false only costs the strict decode, never a missed problem.
+func knownFieldsOnly(n *yaml.Node, t reflect.Type, depth int) bool {
+	if n == nil {
+		return true
+	}
+	if depth > maxIndexDepth || n.Kind == yaml.AliasNode {
+		return false
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == yamlNodeType || reflect.PointerTo(t).Implements(unmarshalerType) || t.Kind() == reflect.Interface {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return true // a type error: the decode fails and says so
+		}
+		f := fieldsOf(t)
+		if !f.ok {
+			return false
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode || k.Value == "<<" || k.Tag == "!!merge" {
+				return false
+			}
+			ft, ok := f.byName[k.Value]
+			if !ok || !knownFieldsOnly(n.Content[i+1], ft, depth+1) {
+				return false
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind != yaml.SequenceNode {
+			return true
+		}
+		for _, item := range n.Content {
+			if !knownFieldsOnly(item, t.Elem(), depth+1) {
+				return false
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return true
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Value == "<<" || k.Tag == "!!merge" {
+				return false
+			}
+			if !knownFieldsOnly(n.Content[i+1], t.Elem(), depth+1) {
+				return false
+			}
+		}
+	}
+	return true
 }

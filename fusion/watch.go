@@ -79,14 +79,22 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 	defer t.Stop()
 	// A file changed between the load and the watcher's start is a change.
 	changed := cfg.changedSinceLoad()
+	// A refused file is tried again at every tick: it may name a file that
+	// does not exist yet (a new revocation list written after the fusion
+	// file), which no watch covers. The same error is reported once.
+	failing, lastErr := false, ""
 	for {
 		if changed {
 			changed = false
 			next, err := e.reload(cfg)
 			if err != nil {
-				// Reported once: the watcher reports the next change.
-				onError(err)
+				failing = true
+				if msg := err.Error(); msg != lastErr {
+					lastErr = msg
+					onError(err)
+				}
 			} else {
+				failing, lastErr = false, ""
 				cfg = next
 				if err := w.SetPaths(cfg.WatchedFiles()); err != nil {
 					onError(err)
@@ -108,6 +116,7 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 			changed = true
 		case <-t.C:
 			crls.Check(cfg, e.clock())
+			changed = changed || failing
 			if cur := e.Config(); cur != cfg {
 				// Someone else called Update: watch the new files from here.
 				cfg = cur

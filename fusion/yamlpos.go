@@ -34,8 +34,32 @@ func newNodeIndex(doc *yaml.Node) *nodeIndex {
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
 	}
+	// Sized up front: growing a map of every path of a thousand sets
+	// costs more than walking the tree twice.
+	n := countEntries(root, 0)
+	ix.byPath = make(map[string]int, n)
+	ix.entries = make([]nodeEntry, 0, n)
 	ix.walk("", root, 0)
 	return ix
+}
+
+// countEntries is how many entries walk adds for n.
+func countEntries(n *yaml.Node, depth int) int {
+	if n == nil || depth > maxIndexDepth {
+		return 0
+	}
+	c := 0
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			c += 1 + countEntries(n.Content[i], depth+1)
+		}
+	case yaml.SequenceNode:
+		for _, v := range n.Content {
+			c += 1 + countEntries(v, depth+1)
+		}
+	}
+	return c
 }
 
 // maxIndexDepth bounds recursion on hostile documents.

@@ -241,6 +241,21 @@ func TestKitParityBlockResponse(t *testing.T) {
 			sameModuloReference(t, "Accept "+accept, caddy, envoy)
 		})
 	}
+
+	// Two Accept lines: Envoy joins repeated headers with "," before
+	// ext_authz sees them, so Caddy must read all the lines, not the first.
+	t.Run("two Accept lines", func(t *testing.T) {
+		h := http.Header{}
+		h.Add("Accept", "text/html;q=0.5")
+		h.Add("Accept", "application/json")
+		caddy := kitCaddyDo(t, "/direct/v1", h)
+		envoy := kitEnvoyDo(t, check, envoytest.Check{Path: "/direct/v1", RequestID: "kit-block",
+			Headers: map[string]string{"accept": "text/html;q=0.5,application/json"}})
+		if got := caddy.header.Get("Content-Type"); got != adapter.ContentTypeJSON {
+			t.Errorf("Caddy: Content-Type %q, want JSON (the second Accept line prefers it)", got)
+		}
+		sameModuloReference(t, "two Accept lines", caddy, envoy)
+	})
 }
 
 // TestKitParityCertHeader: the same forwarded-certificate header, good or

@@ -52,7 +52,7 @@ if grep -E -- '^\s*--- SKIP' "$log"; then
 fi
 
 echo "== fuzz (short)"
-for target in FuzzLoad FuzzEvaluate; do
+for target in FuzzLoad FuzzEvaluate FuzzFastDecodeMatchesStrict; do
 	go test -run='^$' -fuzz="^${target}\$" -fuzztime=15s ./fusion
 done
 # The same forwarded-certificate header through both gateways' paths: the

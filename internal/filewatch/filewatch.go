@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -62,6 +61,10 @@ type Watcher struct {
 	mu    sync.Mutex
 	files map[string]Sum  // watched path (cleaned) -> last reported content
 	dirs  map[string]bool // directories added to fs
+
+	// polled is, per path, the file's metadata when the poll last hashed
+	// it and found the content it last reported (run's goroutine only).
+	polled map[string]statKey
 
 	kick    chan struct{} // an event arrived: (re)start the debounce
 	changes chan []string
@@ -319,6 +322,11 @@ func (w *Watcher) run() {
 
 // differs reports whether a watched file's content differs from the last
 // seen, without recording it.
+//
+// The poll hashes a file again only when its metadata moved since it last
+// hashed it (size, mtime, inode, and ctime, which every write moves and
+// no one can set back): a 256 MiB revocation list is not read every second
+// for nothing. File notifications always hash (check).
 func (w *Watcher) differs() bool {
 	w.mu.Lock()
 	files := make(map[string]Sum, len(w.files))
@@ -326,9 +334,27 @@ func (w *Watcher) differs() bool {
 		files[p] = st
 	}
 	w.mu.Unlock()
+	if w.polled == nil {
+		w.polled = make(map[string]statKey, len(files))
+	}
+	for p := range w.polled {
+		if _, ok := files[p]; !ok {
+			delete(w.polled, p)
+		}
+	}
 	for p, st := range files {
+		k, ok := statOf(p)
+		if ok && w.polled[p] == k {
+			continue
+		}
+		// Stat before the read: a write after the stat moves the
+		// metadata, so the next poll hashes again.
 		if read(p) != st {
+			delete(w.polled, p)
 			return true
+		}
+		if ok {
+			w.polled[p] = k
 		}
 	}
 	return false
@@ -410,20 +436,12 @@ func ChangedSince(sums map[string]Sum) bool {
 
 // read returns the content Sum of path.
 func read(path string) Sum {
-	// Only regular files are read: opening a FIFO would block until a
-	// writer came.
-	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-		return Sum{}
-	}
-	f, err := os.Open(path)
+	// Only regular files are read (OpenRegular: a FIFO would block).
+	f, fi, err := OpenRegular(path)
 	if err != nil {
 		return Sum{}
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return Sum{}
-	}
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, MaxHashBytes+1))
 	if err != nil {

@@ -66,6 +66,9 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating spool directory: %w", err)
 	}
+	if err := checkSpoolDir(dir); err != nil {
+		return nil, err
+	}
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: segBytes}
 	seqs, err := s.listSegments()
 	if err != nil {

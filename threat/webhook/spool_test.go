@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -157,4 +158,29 @@ func TestSpoolDropsWholeOldestSegments(t *testing.T) {
 		t.Fatalf("oversized batch: wrote %d, dropped %d", w, d)
 	}
 	wantRecords(t, drain(t, s), 1200-w, w)
+}
+
+// TestSpoolRefusesADirectoryOthersCanWrite: a spool directory writable by
+// group or others could hold a planted symlink named like a segment.
+func TestSpoolRefusesADirectoryOthersCanWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSpool(dir, 1<<20, 1<<16); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Fatalf("openSpool on a 0777 directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openSpool(dir, 1<<20, 1<<16)
+	if err != nil {
+		t.Fatalf("openSpool on a 0700 directory: %v", err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -171,7 +171,7 @@ func New(ctx context.Context, o Options) *ControlPlane {
 	}
 	cp.cache = newTypeCaches(func() cachev3.SnapshotCache {
 		return cachev3.NewSnapshotCache(true, ClusterHash{}, zapCacheLogger{o.Logger.Named("cache")})
-	})
+	}, cp.facts.marshaled)
 	cp.server = serverv3.NewServer(ctx, cp.cache.mux, callbacks{cp})
 	return cp
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -93,6 +94,9 @@ type resourceFacts struct {
 	validErr error
 	refs     refs
 	refsErr  error
+	// marshaled is the resource's bytes, as the cache would marshal them
+	// for every state-of-the-world response (see sharedMarshal).
+	marshaled []byte
 }
 
 // factsCache remembers the facts of the resources of the last publication,
@@ -102,6 +106,9 @@ type factsCache struct {
 	validate func(types.Resource) error
 	prev     map[types.Resource]*resourceFacts
 	next     map[types.Resource]*resourceFacts
+	// served is prev once a publication ends, for readers without mu
+	// (the streams): a map is never written once it is prev.
+	served atomic.Pointer[map[types.Resource]*resourceFacts]
 }
 
 func newFactsCache(validate func(types.Resource) error) *factsCache {
@@ -112,7 +119,22 @@ func newFactsCache(validate func(types.Resource) error) *factsCache {
 func (c *factsCache) begin() { c.next = map[types.Resource]*resourceFacts{} }
 
 // end keeps the facts of what this publication used.
-func (c *factsCache) end() { c.prev, c.next = c.next, nil }
+func (c *factsCache) end() {
+	c.prev, c.next = c.next, nil
+	prev := c.prev
+	c.served.Store(&prev)
+}
+
+// marshaled returns the bytes of a resource of the last publication, or
+// nil. Safe for concurrent use.
+func (c *factsCache) marshaled(r types.Resource) []byte {
+	if m := c.served.Load(); m != nil {
+		if f := (*m)[r]; f != nil {
+			return f.marshaled
+		}
+	}
+	return nil
+}
 
 // facts returns r's facts, computing them the first time r is seen.
 func (c *factsCache) facts(r types.Resource) *resourceFacts {
@@ -135,6 +157,7 @@ func computeFacts(r types.Resource, validate func(types.Resource) error) *resour
 	if err != nil {
 		f.validErr = fmt.Errorf("marshalling: %w", err)
 	} else {
+		f.marshaled = b
 		f.version = cachev3.HashResource(b)
 		f.digest = sha256.Sum256([]byte(cachev3.GetResourceName(r) + "\x00" + f.version))
 	}

@@ -7,9 +7,11 @@ import (
 	"slices"
 	"sync"
 
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // typeCaches holds one snapshot cache per resource type, behind one
@@ -22,9 +24,16 @@ import (
 // operations, under the cache's lock, for a change of one route. With a
 // cache per type, a publication sets only the types whose version changed:
 // a route change touches only the route watches.
+//
+// Delta and state-of-the-world watches live in caches of their own (byType
+// and sotwByType), and a publication reaches the delta ones first: setting
+// a snapshot answers the cache's state-of-the-world watches with every
+// resource of the type, which the delta watches of a one-route change
+// need not wait for.
 type typeCaches struct {
-	mux    *cachev3.MuxCache
-	byType map[string]cachev3.SnapshotCache
+	mux        *cachev3.MuxCache
+	byType     map[string]cachev3.SnapshotCache
+	sotwByType map[string]cachev3.SnapshotCache
 
 	mu sync.Mutex
 	// served is the snapshot each group's caches hold, by group.
@@ -44,18 +53,25 @@ var setOrder = []string{
 	resourcev3.ListenerType, resourcev3.RouteType,
 }
 
-func newTypeCaches(newCache func() cachev3.SnapshotCache) *typeCaches {
-	tc := &typeCaches{byType: map[string]cachev3.SnapshotCache{unknownType: newCache()}, served: map[string]*snapshot{}}
+func newTypeCaches(newCache func() cachev3.SnapshotCache, marshaled func(types.Resource) []byte) *typeCaches {
+	tc := &typeCaches{byType: map[string]cachev3.SnapshotCache{unknownType: newCache()},
+		sotwByType: map[string]cachev3.SnapshotCache{unknownType: newCache()}, served: map[string]*snapshot{}}
 	for i := range types.UnknownType {
 		typ, err := cachev3.GetResponseTypeURL(i)
 		if err == nil {
 			tc.byType[typ] = newCache()
+			tc.sotwByType[typ] = newCache()
 		}
 	}
+	const sotw = "sotw "
 	caches := map[string]cachev3.Cache{}
 	for typ, c := range tc.byType {
 		caches[typ] = c
 	}
+	for typ, c := range tc.sotwByType {
+		caches[sotw+typ] = c
+	}
+	caches[sotw+resourcev3.RouteType] = sharedMarshal{SnapshotCache: tc.sotwByType[resourcev3.RouteType], marshaled: marshaled}
 	classify := func(typ string) string {
 		if _, ok := tc.byType[typ]; ok {
 			return typ
@@ -63,7 +79,7 @@ func newTypeCaches(newCache func() cachev3.SnapshotCache) *typeCaches {
 		return unknownType
 	}
 	tc.mux = &cachev3.MuxCache{
-		Classify:      func(r *cachev3.Request) string { return classify(r.GetTypeUrl()) },
+		Classify:      func(r *cachev3.Request) string { return sotw + classify(r.GetTypeUrl()) },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return classify(r.GetTypeUrl()) },
 		Caches:        caches,
 	}
@@ -86,12 +102,14 @@ func (tc *typeCaches) set(ctx context.Context, cluster string, snap *snapshot) e
 			order = append(order, typ)
 		}
 	}
-	for _, typ := range order {
-		if prev != nil && prev.snap.GetVersion(typ) == snap.snap.GetVersion(typ) {
-			continue
-		}
-		if err := tc.byType[typ].SetSnapshot(ctx, cluster, snap.byType[typ]); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", typeLabel(typ), err))
+	for _, caches := range []map[string]cachev3.SnapshotCache{tc.byType, tc.sotwByType} {
+		for _, typ := range order {
+			if prev != nil && prev.snap.GetVersion(typ) == snap.snap.GetVersion(typ) {
+				continue
+			}
+			if err := caches[typ].SetSnapshot(ctx, cluster, snap.byType[typ]); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", typeLabel(typ), err))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -105,4 +123,99 @@ func (tc *typeCaches) get(cluster string) (cachev3.ResourceSnapshot, error) {
 		return s.snap, nil
 	}
 	return nil, fmt.Errorf("no snapshot found for node group %s", cluster)
+}
+
+// sharedMarshal is the route cache as the xDS server sees it: its state
+// of the world responses carry the bytes publication marshalled once per
+// resource (resourceFacts.marshaled), where the snapshot cache would
+// marshal every route configuration again for every stream: with twenty
+// state-of-the-world Envoys and a thousand fusion sets, twenty thousand
+// marshals for a one-route change, on the cores the delta streams need.
+// Only routes go this way: the forwarding hop may reorder a response
+// against other types' responses, and routes are the leaves of xDS (a
+// route configuration is set last, see setOrder, and nothing waits for
+// it).
+type sharedMarshal struct {
+	cachev3.SnapshotCache
+	marshaled func(types.Resource) []byte
+}
+
+// CreateWatch implements cachev3.ConfigWatcher. Like the snapshot cache,
+// it never sends on value once cancel has returned; unlike it, a send that
+// cannot proceed never holds up cancel.
+func (c sharedMarshal) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, value chan cachev3.Response) (func(), error) {
+	inner := make(chan cachev3.Response, 1)
+	cancel, err := c.SnapshotCache.CreateWatch(req, sub, inner)
+	if err != nil {
+		return cancel, err
+	}
+	w := &forward{done: make(chan struct{})}
+	go func() {
+		var r cachev3.Response
+		select {
+		case r = <-inner:
+		case <-w.done:
+			return
+		}
+		if raw, ok := r.(*cachev3.RawResponse); ok && !raw.Heartbeat {
+			r = sharedResponse{RawResponse: raw, marshaled: c.marshaled}
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		select {
+		case <-w.done:
+			return
+		default:
+		}
+		select {
+		case value <- r:
+		case <-w.done:
+		}
+	}()
+	return func() {
+		w.once.Do(func() { close(w.done) })
+		// Wait out a send under way: none starts after this.
+		w.mu.Lock()
+		w.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	}, nil
+}
+
+// forward is one watch's hop from the snapshot cache to the server.
+type forward struct {
+	once sync.Once
+	done chan struct{}
+	// mu is held while a response is being sent.
+	mu sync.Mutex
+}
+
+// sharedResponse is a RawResponse whose resources are the bytes already
+// marshalled, in a DiscoveryResponse of its own (the server stamps a nonce
+// on it).
+type sharedResponse struct {
+	*cachev3.RawResponse
+	marshaled func(types.Resource) []byte
+}
+
+// GetDiscoveryResponse implements cachev3.Response as RawResponse does.
+func (r sharedResponse) GetDiscoveryResponse() (*discovery.DiscoveryResponse, error) {
+	raw := r.GetRawResources()
+	url := r.GetRequest().GetTypeUrl()
+	out := make([]*anypb.Any, 0, len(raw))
+	for _, res := range raw {
+		if res.TTL != nil {
+			return r.RawResponse.GetDiscoveryResponse()
+		}
+		b := r.marshaled(res.Resource)
+		if b == nil {
+			var err error
+			if b, err = cachev3.MarshalResource(res.Resource); err != nil {
+				return nil, fmt.Errorf("processing %s: marshaling: %w", cachev3.GetResourceName(res.Resource), err)
+			}
+		}
+		out = append(out, &anypb.Any{TypeUrl: url, Value: b})
+	}
+	return &discovery.DiscoveryResponse{VersionInfo: r.Version, Resources: out, TypeUrl: url}, nil
 }

@@ -91,12 +91,20 @@ func waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// copyFile copies from over to, atomically (a temporary file renamed over
+// it), as a CRL should be published: an in-place write can be read
+// half-written by the watcher, which rightly refuses it as malformed, and
+// that transient refusal is not what the tests that copy files are about.
 func copyFile(from, to string) error {
 	data, err := os.ReadFile(from)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(to, data, 0o644)
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, to)
 }
 
 // startWatch runs e.Watch until the test ends, and waits for it to return

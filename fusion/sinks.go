@@ -374,7 +374,13 @@ func sinkProblems(sinks []SinkConfig, filename, baseDir string, ix *nodeIndex) [
 		if is.key != "" {
 			field += "." + is.key
 		}
-		out = append(out, Problem{File: filename, Line: ix.line(field), Field: field, Msg: is.msg})
+		// The field names the key already: "sinks[1].url: placeholder …",
+		// not "sinks[1].url: url: placeholder …".
+		msg := is.msg
+		if is.key != "" {
+			msg = strings.TrimPrefix(msg, is.key+": ")
+		}
+		out = append(out, Problem{File: filename, Line: ix.line(field), Field: field, Msg: msg})
 	}
 	return out
 }

@@ -28,9 +28,8 @@ type appMetrics struct {
 
 // newAppMetrics builds the collectors over the engine's own counters (store
 // errors, fallback and bans included: the engine counts them, whatever the
-// store) and the pipeline's. The store parameter is unused: the engine
-// counts what the store calls tell.
-func newAppMetrics(eng *fusion.Engine, _ threat.Store, p *threat.Pipeline) *appMetrics {
+// store) and the pipeline's.
+func newAppMetrics(eng *fusion.Engine, p *threat.Pipeline) *appMetrics {
 	return &appMetrics{
 		decisions: adapter.NewDecisions(adapter.Caddy),
 		engine:    adapter.NewEngineCollector(adapter.Caddy, eng.Stats),

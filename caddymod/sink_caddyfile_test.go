@@ -110,8 +110,8 @@ func TestStoreStringAndSinkListInJSON(t *testing.T) {
 	if r := newClient(t, srv, nil, otherIP).mustGet(t, "/", "Accept: application/json"); r.status != http.StatusForbidden {
 		t.Fatalf("request without a certificate: %d %q, want 403", r.status, r.body)
 	}
-	if _, ok := runningState(t).store.store.Store.(*threat.MemoryStore); !ok {
-		t.Errorf("store %T, want the memory store", runningState(t).store.store.Store)
+	if _, ok := runningState(t).store.store.(*threat.MemoryStore); !ok {
+		t.Errorf("store %T, want the memory store", runningState(t).store.store)
 	}
 
 	spool := filepath.Join(dir, "spool")

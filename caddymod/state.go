@@ -34,7 +34,7 @@ type poolKeys struct {
 
 // storeEntry is a score store plus the clock it (and the engine) reads.
 type storeEntry struct {
-	store *meteredStore
+	store threat.Store
 	clock *clock
 }
 
@@ -69,12 +69,11 @@ func (e *pipelineEntry) Destruct() error {
 
 // sharedState is what handlers and verifiers use at request time.
 type sharedState struct {
-	engine   *fusion.Engine
-	store    *storeEntry
-	pipeline *threat.Pipeline
-	sinks    *pipelineEntry
-	metrics  *appMetrics
-	node     string
+	engine  *fusion.Engine
+	store   *storeEntry
+	sinks   *pipelineEntry
+	metrics *appMetrics
+	node    string
 	// owner is the app whose configuration the engine runs: the one that
 	// started last. Only it may swap the engine's configuration.
 	owner atomic.Pointer[App]
@@ -163,12 +162,11 @@ func acquireState(a *App, cfg *fusion.Config) (st *sharedState, keys poolKeys, l
 			return nil, err
 		}
 		return &sharedState{
-			engine:   eng,
-			store:    se,
-			pipeline: pe.pipeline,
-			sinks:    pe,
-			metrics:  newAppMetrics(eng, se.store, pe.pipeline),
-			node:     a.res.node,
+			engine:  eng,
+			store:   se,
+			sinks:   pe,
+			metrics: newAppMetrics(eng, pe.pipeline),
+			node:    a.res.node,
 		}, nil
 	})
 	if err != nil {
@@ -209,7 +207,7 @@ func newStoreEntry(store ScoreStore, logger *zap.Logger) (*storeEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &storeEntry{store: newMeteredStore(st), clock: c}, nil
+	return &storeEntry{store: st, clock: c}, nil
 }
 
 func newPipelineEntry(sinks []EventSink, logger *zap.Logger) (*pipelineEntry, error) {

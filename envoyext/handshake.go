@@ -10,7 +10,7 @@ import (
 
 // handshakeRouter picks the fusion set of a handshake failure; see the
 // package documentation for the order. SNI matching is the gateway section's
-// own (gateway.ServerNames), so --handshake-route names match as Envoy's
+// own (gateway.ServerNames), so Options.SNIRoutes names match as Envoy's
 // filter chains do.
 type handshakeRouter struct {
 	names    *gateway.ServerNames

@@ -161,10 +161,6 @@ func (c *setCompiler) loadCerts(field string, src CASource, baseDir string, requ
 	case src.File != "":
 		path := absPath(baseDir, src.File)
 		*files = append(*files, path)
-		if r := c.files.read(path, maxCAFileSize); r.err != nil {
-			c.addf(field+".file", "%v", r.err)
-			return nil
-		}
 		field += ".file"
 		certs, err := parseFile(c.files, path, maxCAFileSize, "ca bundle", func(_ string, data []byte) ([]*x509.Certificate, error) {
 			return parseCertBundle(data)

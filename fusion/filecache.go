@@ -1,7 +1,6 @@
 package fusion
 
 import (
-	"crypto/sha256"
 	"sync"
 
 	"github.com/mccgate/mcc/internal/filewatch"
@@ -24,7 +23,7 @@ type loadFiles struct {
 // fileRead is one file as a load read it.
 type fileRead struct {
 	data []byte
-	sum  [sha256.Size]byte
+	sum  filewatch.Sum // the content as the watcher compares it, hashed once
 	err  error
 }
 
@@ -41,7 +40,7 @@ func (l *loadFiles) read(path string, limit int64) fileRead {
 	data, err := readLimited(path, limit)
 	r := fileRead{data: data, err: err}
 	if err == nil {
-		r.sum = sha256.Sum256(data)
+		r.sum = filewatch.SumBytes(data)
 	}
 	l.reads[path] = r
 	return r
@@ -55,7 +54,7 @@ func (l *loadFiles) sums() map[string]filewatch.Sum {
 	out := make(map[string]filewatch.Sum, len(l.reads))
 	for p, r := range l.reads {
 		if r.err == nil {
-			out[p] = filewatch.SumBytes(r.data)
+			out[p] = r.sum
 		}
 	}
 	return out
@@ -68,7 +67,7 @@ type parsedKey struct {
 }
 
 type parsedFile struct {
-	sum   [sha256.Size]byte
+	sum   filewatch.Sum
 	value any
 	err   error
 }

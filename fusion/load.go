@@ -60,11 +60,11 @@ type Config struct {
 	secrets *configSecrets
 }
 
-// fileYAML is File as the strict decoder sees it. go.yaml.in/yaml/v3 keeps
-// a yaml.Node field as the raw node, but decodes a *yaml.Node field as if
-// Node were an ordinary struct (refusing every key of the gateway section
-// under KnownFields), so the section is decoded by value and then moved to
-// File.Gateway.
+// fileYAML is File as the strict decoder sees it. Its Gateway field is here
+// only so that KnownFields accepts the `gateway` key (a yaml.Node by value:
+// a *yaml.Node field would be decoded as an ordinary struct, refusing every
+// key of the section); File.Gateway comes from the parsed tree instead, with
+// the file's line numbers.
 type fileYAML struct {
 	Store      string       `yaml:"store,omitempty"`
 	Sinks      []SinkConfig `yaml:"sinks,omitempty"`

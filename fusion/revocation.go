@@ -81,13 +81,8 @@ func (rs *revocationSet) revoked(serial []byte, fp *[sha256.Size]byte) (bySerial
 	return false, false
 }
 
-// load reads every revocation source into a new generation.
-func (src *revocationSource) load(gen uint64) (*revocationSet, []fieldError) {
-	return src.loadWith(gen, newLoadFiles())
-}
-
-// loadWith is load within a load that may read the same files for other
-// sets.
+// loadWith reads every revocation source into a new generation, within a
+// load that may read the same files for other sets.
 func (src *revocationSource) loadWith(gen uint64, files *loadFiles) (*revocationSet, []fieldError) {
 	rs := &revocationSet{
 		gen:          gen,

@@ -36,7 +36,7 @@ func TestRevocationListFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := revocationSource{files: []string{path}, fileFields: []string{"revocation.files[0]"}}
-	rs, errs := src.load(1)
+	rs, errs := src.loadWith(1, newLoadFiles())
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

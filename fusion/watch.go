@@ -133,10 +133,12 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 // reloads its revocation data.
 func (e *Engine) reload(cfg *Config) (*Config, error) {
 	if cfg.Path == "" {
+		// Stamped before the read, so a write racing it is a change.
+		sums := filewatch.SumFiles(cfg.WatchedFiles())
 		if err := e.ReloadRevocations(); err != nil {
 			return nil, err
 		}
-		cfg.loaded = filewatch.SumFiles(cfg.WatchedFiles())
+		cfg.loaded = sums
 		return cfg, nil
 	}
 	next, err := LoadFile(cfg.Path)

@@ -10,7 +10,7 @@ import (
 // "*." wildcard ("*.example.com" matches "a.example.com" and
 // "a.b.example.com", not "example.com"). It is the one SNI matcher of mcc:
 // listeners of the gateway section use it, and so does envoyext for its
-// --handshake-route table, to attribute a handshake failure from the listener
+// Options.SNIRoutes table, to attribute a handshake failure from the listener
 // access log (which carries the SNI but not the filter chain) to a fusion set.
 type ServerNames struct {
 	sets map[string]string // lower-case name or "*.suffix" -> fusion set

@@ -68,15 +68,7 @@ func walkStrict(file string, n *yaml.Node, t reflect.Type, path string, depth in
 		if n.Kind != yaml.MappingNode {
 			return
 		}
-		fields := make(map[string]reflect.Type, t.NumField())
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" || !f.IsExported() {
-				continue
-			}
-			fields[name] = f.Type
-		}
+		fields := fieldsOf(t).byName
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if ft, ok := fields[n.Content[i].Value]; ok {
 				walkStrict(file, n.Content[i+1], ft, join(n.Content[i].Value), depth+1, out)

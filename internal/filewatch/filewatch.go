@@ -296,9 +296,12 @@ func (w *Watcher) run() {
 		quiet.Reset(max(wait, 0))
 	}
 	for {
+		// The send case's value is evaluated on every pass, so the sorted
+		// list is built only when there is something to send.
 		var out chan []string
+		var paths []string
 		if len(pending) > 0 {
-			out = w.changes
+			out, paths = w.changes, sortedKeys(pending)
 		}
 		select {
 		case <-w.done:
@@ -314,7 +317,7 @@ func (w *Watcher) run() {
 			if w.differs() {
 				debounce()
 			}
-		case out <- sortedKeys(pending):
+		case out <- paths:
 			pending = map[string]bool{}
 		}
 	}

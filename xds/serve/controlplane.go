@@ -222,7 +222,11 @@ func (cp *ControlPlane) Publish(ctx context.Context, u Update) error {
 		}
 		snaps[cluster] = snap
 	}
-	cp.facts.end()
+	if len(errs) > 0 {
+		cp.facts.abort()
+	} else {
+		cp.facts.end()
+	}
 	cp.facts.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		cp.ConfigError(err)

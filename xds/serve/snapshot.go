@@ -118,6 +118,10 @@ func newFactsCache(validate func(types.Resource) error) *factsCache {
 // begin starts a publication; the caller holds mu until end.
 func (c *factsCache) begin() { c.next = map[types.Resource]*resourceFacts{} }
 
+// abort drops a refused publication's facts: the last good one keeps
+// serving, so its facts (and marshalled bytes) stay the ones in force.
+func (c *factsCache) abort() { c.next = nil }
+
 // end keeps the facts of what this publication used.
 func (c *factsCache) end() {
 	c.prev, c.next = c.next, nil

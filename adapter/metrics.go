@@ -143,6 +143,12 @@ var (
 	MetricCRLStatus = Metric{Suffix: "crl_status", Type: Gauge, Gateways: Both,
 		Labels: []string{"fusion_set"},
 		Help:   "Freshness of the fusion set's CRLs: 0 fresh, 1 stale soon (re-sign with mcc ca crl), 2 expired."}
+	MetricRevocationURLUp = Metric{Suffix: "revocation_url_up", Type: Gauge, Gateways: Both,
+		Labels: []string{"fusion_set", "url"},
+		Help:   "1 when the last fetch of the fusion set's revocation URL succeeded, 0 when it failed or none succeeded yet (the last good CRL stays in force)."}
+	MetricRevocationURLLastSuccess = Metric{Suffix: "revocation_url_last_success_timestamp_seconds", Type: Gauge, Gateways: Both,
+		Labels: []string{"fusion_set", "url"},
+		Help:   "Unix time of the last successful fetch of the fusion set's revocation URL."}
 
 	MetricCaddyConfigReloads = Metric{Suffix: "config_reloads_total", Type: Counter, Gateways: Caddy,
 		Labels: []string{"trigger", "result"},
@@ -176,7 +182,7 @@ var (
 var Metrics = []Metric{
 	MetricDecisions, MetricCacheHits, MetricCacheMisses, MetricCacheEntries, MetricCacheBytes,
 	MetricEvents, MetricEventsQueued, MetricBans, MetricStoreErrors, MetricStoreFallback,
-	MetricCRLNextUpdate, MetricCRLStatus,
+	MetricCRLNextUpdate, MetricCRLStatus, MetricRevocationURLUp, MetricRevocationURLLastSuccess,
 	MetricCaddyConfigReloads, MetricCaddyConfigLastReloadOK,
 	MetricAuthzConfigReloads, MetricAuthzCheckDuration, MetricAuthzAccessLogEntries,
 	MetricAuthzHandshakeFailures, MetricAuthzHandshakeDropped, MetricAuthzPeerRefused,

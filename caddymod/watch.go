@@ -30,6 +30,18 @@ func stampFiles(paths []string) map[string]fileStamp { return filewatch.SumFiles
 func (a *App) watch(ctx context.Context) {
 	interval := time.Duration(a.WatchInterval)
 	cfg, stamps := a.cfg, a.stamps
+	// Revocation URLs are fetched beside the file watch (for whichever
+	// configuration the engine serves), until the watch ends.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		a.state.engine.FollowRevocationURLs(followCtx)
+	}()
+	defer func() {
+		stopFollowing()
+		<-followed
+	}()
 	w, err := filewatch.New(cfg.WatchedFiles(), filewatch.Options{Poll: interval, Logger: a.logger})
 	if err != nil {
 		a.logger.Error("cannot watch the fusion set files; changes need a Caddy reload", zap.Error(err))

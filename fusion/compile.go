@@ -158,6 +158,9 @@ func (c *setCompiler) loadCerts(field string, src CASource, baseDir string, requ
 	case src.File != "" && src.PEM != "":
 		c.addf(field, "give either file or pem, not both")
 		return nil
+	case src.File != "" && c.files.inline:
+		c.addf(field+".file", inlineFileRefused+"give the certificates with pem")
+		return nil
 	case src.File != "":
 		path := absPath(baseDir, src.File)
 		*files = append(*files, path)
@@ -377,6 +380,15 @@ func (c *setCompiler) compileRevocation(s *Set, sc SetConfig, baseDir string) {
 		}
 		src.fingerprints = append(src.fingerprints, fp)
 	}
+	if c.files.inline {
+		for i := range rc.Files {
+			c.addf("revocation.files["+strconv.Itoa(i)+"]", inlineFileRefused+"list serials or fingerprints inline, or use revocation.urls")
+		}
+		for i := range rc.CRLs {
+			c.addf("revocation.crls["+strconv.Itoa(i)+"]", inlineFileRefused+"use revocation.urls")
+		}
+		rc.Files, rc.CRLs = nil, nil
+	}
 	for i, f := range rc.Files {
 		src.files = append(src.files, absPath(baseDir, f))
 		src.fileFields = append(src.fileFields, c.path("revocation.files["+strconv.Itoa(i)+"]"))
@@ -385,6 +397,7 @@ func (c *setCompiler) compileRevocation(s *Set, sc SetConfig, baseDir string) {
 		src.crls = append(src.crls, absPath(baseDir, f))
 		src.crlFields = append(src.crlFields, c.path("revocation.crls["+strconv.Itoa(i)+"]"))
 	}
+	c.compileRemote(s, rc, baseDir)
 	src.issuers = append(append(src.issuers, s.CACerts...), s.IntermediateCerts...)
 	rs, errs := src.loadWith(1, c.files)
 	for _, e := range errs {

@@ -96,6 +96,16 @@ type Revocation struct {
 	Files []string `yaml:"files,omitempty" json:"files,omitempty"`
 	// CRLs are PEM or DER CRL files signed by the trusted CA.
 	CRLs []string `yaml:"crls,omitempty" json:"crls,omitempty"`
+	// URLs are CRLs (PEM or DER, signed by the trusted CA) fetched over
+	// https, or http to a loopback host: the mcc server's
+	// /v1/fusion-sets/{set}/crl.pem. See remote.go.
+	URLs []string `yaml:"urls,omitempty" json:"urls,omitempty"`
+	// URLInterval is how often each URL is fetched (default 5s, at
+	// least 1s).
+	URLInterval Duration `yaml:"url_interval,omitempty" json:"url_interval,omitempty"`
+	// URLCA is a PEM file of CA certificates trusted for the https
+	// fetches, in addition to the system roots.
+	URLCA string `yaml:"url_ca,omitempty" json:"url_ca,omitempty"`
 }
 
 // Crypto is the crypto floor for presented certificates. SHA-1 and MD5

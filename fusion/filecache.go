@@ -1,6 +1,7 @@
 package fusion
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/mccgate/mcc/internal/filewatch"
@@ -16,8 +17,14 @@ import (
 
 // loadFiles is one load's reads.
 type loadFiles struct {
-	mu    sync.Mutex
-	reads map[string]fileRead
+	// inline is set for ParseInline: the document came from someone else
+	// (the server's API), so no file it names is read and no placeholder
+	// is expanded. The compiler refuses every file reference as a problem
+	// at its field; read refuses too, so that a reference the compiler
+	// missed fails instead of reading the disk.
+	inline bool
+	mu     sync.Mutex
+	reads  map[string]fileRead
 }
 
 // fileRead is one file as a load read it.
@@ -29,6 +36,31 @@ type fileRead struct {
 
 func newLoadFiles() *loadFiles { return &loadFiles{reads: map[string]fileRead{}} }
 
+// newInlineLoad is a load that reads nothing from disk (see inline).
+func newInlineLoad() *loadFiles { return &loadFiles{inline: true, reads: map[string]fileRead{}} }
+
+// errInlineRead is what read returns in an inline load.
+var errInlineRead = errors.New("no file is read for a document parsed inline")
+
+// Messages of the problems an inline load reports.
+const (
+	inlineFileRefused   = "file references are refused in a document parsed inline (nothing on disk is read): "
+	inlineSecretRefused = "{env.NAME} and {file.PATH} placeholders are refused in a document parsed inline: " +
+		"neither the environment nor a file of the process parsing it is read"
+)
+
+// expand expands v's placeholders (ExpandSecret); an inline load refuses
+// them instead.
+func (l *loadFiles) expand(v, baseDir string) (string, error) {
+	if !l.inline {
+		return ExpandSecret(v, baseDir)
+	}
+	if rePlaceholder.MatchString(v) {
+		return "", errors.New(inlineSecretRefused)
+	}
+	return v, nil
+}
+
 // read returns path's content, reading it on the first call of this load
 // (bounded by limit; the first caller's limit applies to the load).
 func (l *loadFiles) read(path string, limit int64) fileRead {
@@ -36,6 +68,9 @@ func (l *loadFiles) read(path string, limit int64) fileRead {
 	defer l.mu.Unlock()
 	if r, ok := l.reads[path]; ok {
 		return r
+	}
+	if l.inline {
+		return fileRead{err: errInlineRead}
 	}
 	data, err := readLimited(path, limit)
 	r := fileRead{data: data, err: err}

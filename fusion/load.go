@@ -12,6 +12,9 @@
 //     fusion sets have problems, so both kinds of problem are reported in
 //     one pass. Nobody reads the file a second time.
 //   - Parse(data, filename, baseDir) is the same for bytes in memory.
+//   - ParseInline(data, filename) is Parse for a document that came from
+//     someone else (the server's API): every file reference is a problem
+//     at its field, and nothing on disk is read.
 //
 // Every referenced file (CA bundles, revocation lists, CRLs) is read and
 // parsed once per content: see filecache.go.
@@ -143,8 +146,24 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	return cfg, err
 }
 
+// ParseInline validates a fusion set file held in memory without reading
+// anything from disk or the environment: a file reference
+// (trusted_ca.file, intermediates.file, revocation.files, revocation.crls,
+// revocation.url_ca) or a {env.NAME}/{file.PATH} placeholder is a problem
+// at its line and field. It is the loader for documents received over a
+// network (the server's API), where a path would let the sender read the
+// receiver's files. filename names the document in problems.
+func ParseInline(data []byte, filename string) (*Config, error) {
+	cfg, _, problems := parseProblems(data, filename, "", newInlineLoad())
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, &LoadError{Problems: problems}
+	}
+	return cfg, nil
+}
+
 func parse(data []byte, filename, baseDir string) (*Config, *GatewaySection, error) {
-	cfg, gw, problems := parseProblems(data, filename, baseDir)
+	cfg, gw, problems := parseProblems(data, filename, baseDir, newLoadFiles())
 	if len(problems) > 0 {
 		sortProblems(problems)
 		return nil, gw, &LoadError{Problems: problems}
@@ -152,9 +171,9 @@ func parse(data []byte, filename, baseDir string) (*Config, *GatewaySection, err
 	return cfg, gw, nil
 }
 
-// parseProblems is Parse; the gateway section is nil when data is not a
-// YAML mapping.
-func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySection, []Problem) {
+// parseProblems is Parse, reading referenced files through files; the
+// gateway section is nil when data is not a YAML mapping.
+func parseProblems(data []byte, filename, baseDir string, files *loadFiles) (*Config, *GatewaySection, []Problem) {
 	if len(data) > maxFileSize {
 		return nil, nil, []Problem{{File: filename, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}}
 	}
@@ -224,14 +243,14 @@ func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySect
 	var semantic []Problem
 	// One store rule for every reader of a store setting (storeurl); its
 	// messages never quote an expanded value, which may be the password.
-	store, err := ExpandSecret(f.Store, baseDir)
+	store, err := files.expand(f.Store, baseDir)
 	if err == nil {
 		_, _, err = storeurl.ParseExpanded(store, f.Store)
 	}
 	if err != nil {
 		semantic = append(semantic, Problem{File: filename, Line: ix.valueLine("store"), Field: "store", Msg: err.Error()})
 	}
-	semantic = append(semantic, sinkProblems(f.Sinks, filename, baseDir, ix)...)
+	semantic = append(semantic, sinkProblems(f.Sinks, filename, baseDir, ix, files)...)
 	if len(f.FusionSets) == 0 {
 		semantic = append(semantic, Problem{File: filename, Line: ix.line("fusion_sets"), Field: "fusion_sets", Msg: "at least one fusion set is required"})
 	}
@@ -239,7 +258,6 @@ func parseProblems(data []byte, filename, baseDir string) (*Config, *GatewaySect
 	cfg := &Config{File: f, Sets: make(map[string]*Set, len(f.FusionSets)), source: filename, crlLines: make(map[string]int),
 		secrets: &configSecrets{store: store}}
 	firstLine := make(map[string]int)
-	files := newLoadFiles()
 	for i, sc := range f.FusionSets {
 		prefix := "fusion_sets[" + strconv.Itoa(i) + "]"
 		set, ps := compileSet(sc, baseDir, filename, prefix, ix, files)

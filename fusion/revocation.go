@@ -30,6 +30,8 @@ type revocationSource struct {
 	crlFields    []string
 	// issuers may sign CRLs: the set's CAs and configured intermediates.
 	issuers []*x509.Certificate
+	// remote are the revocation.urls (remote_config.go, remote.go).
+	remote remoteSource
 }
 
 // revocationSet is one generation of a set's revocation data. It is never
@@ -45,6 +47,11 @@ type revocationSet struct {
 	lists []*revList
 	// crls describes every CRL read, for freshness checks.
 	crls []*crlInfo
+	// The first fileLists lists and fileCRLs crls come from files; the
+	// rest are the last good CRLs of the revocation URLs, whose versions
+	// remoteVersions records by URL (0: none; see remote.go).
+	fileLists, fileCRLs int
+	remoteVersions      []uint64
 }
 
 // revList is what one revocation list file or CRL file revokes.
@@ -109,6 +116,7 @@ func (src *revocationSource) loadWith(gen uint64, files *loadFiles) (*revocation
 			errs = append(errs, fieldError{field: src.crlFields[i], msg: err.Error()})
 		}
 	}
+	rs.addRemote(src)
 	return rs, errs
 }
 
@@ -233,17 +241,11 @@ func (rs *revocationSet) readCRL(files *loadFiles, path, field string, issuers [
 	if err != nil {
 		return err
 	}
-	for i, crl := range cf.crls {
-		signer := cf.signer(i, issuers)
-		if signer == nil {
-			return fmt.Errorf("%s: CRL signature does not verify against the trusted CA or intermediates", path)
-		}
-		info := newCRLInfo(path, field, crl, signer)
-		if err := crlHighWater.admit(info); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		rs.crls = append(rs.crls, info)
+	infos, err := admitCRLs(cf, path, field, issuers)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
+	rs.crls = append(rs.crls, infos...)
 	rs.lists = append(rs.lists, cf.revoked)
 	return nil
 }

@@ -141,7 +141,11 @@ func (s *Set) RevocationGeneration() uint64 {
 func (s *Set) files() []string {
 	out := append([]string(nil), s.caFiles...)
 	out = append(out, s.revSrc.files...)
-	return append(out, s.revSrc.crls...)
+	out = append(out, s.revSrc.crls...)
+	if f := s.revSrc.remote.caFile; f != "" {
+		out = append(out, f)
+	}
+	return out
 }
 
 func absPath(baseDir, p string) string {

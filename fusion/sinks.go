@@ -367,9 +367,9 @@ func expandedKey(err error) string {
 
 // sinkProblems are the loader's problems with the sinks section, at their
 // lines, checked as OpenSinks will open them.
-func sinkProblems(sinks []SinkConfig, filename, baseDir string, ix *nodeIndex) []Problem {
+func sinkProblems(sinks []SinkConfig, filename, baseDir string, ix *nodeIndex, files *loadFiles) []Problem {
 	var out []Problem
-	for _, is := range sinkIssues(sinks, resolverIn(baseDir)) {
+	for _, is := range sinkIssues(sinks, resolverIn(baseDir, files)) {
 		field := "sinks[" + strconv.Itoa(is.index) + "]"
 		if is.key != "" {
 			field += "." + is.key
@@ -386,11 +386,12 @@ func sinkProblems(sinks []SinkConfig, filename, baseDir string, ix *nodeIndex) [
 }
 
 // resolverIn expands a sink's placeholders as the fusion file's other
-// secrets are ({file.PATH} relative to baseDir), then resolves its relative
-// file and spool paths against baseDir, like every other path in the file.
-func resolverIn(baseDir string) func(SinkConfig) (SinkConfig, error) {
+// secrets are ({file.PATH} relative to baseDir; refused in an inline load),
+// then resolves its relative file and spool paths against baseDir, like
+// every other path in the file.
+func resolverIn(baseDir string, files *loadFiles) func(SinkConfig) (SinkConfig, error) {
 	return func(sc SinkConfig) (SinkConfig, error) {
-		r, err := sc.Expand(func(v string) (string, error) { return ExpandSecret(v, baseDir) })
+		r, err := sc.Expand(func(v string) (string, error) { return files.expand(v, baseDir) })
 		if err != nil {
 			return r, err
 		}
@@ -408,7 +409,7 @@ func resolverIn(baseDir string) func(SinkConfig) (SinkConfig, error) {
 // expanded, relative paths against the file's directory. On error, the
 // sinks already opened are closed. An empty section opens nothing.
 func (c *Config) OpenSinks(ctx context.Context, logger *zap.Logger) ([]threat.Sink, error) {
-	resolve := resolverIn(filepath.Dir(c.Path))
+	resolve := resolverIn(filepath.Dir(c.Path), newLoadFiles())
 	resolved := make([]SinkConfig, len(c.File.Sinks))
 	for i, sc := range c.File.Sinks {
 		r, err := resolve(sc)

@@ -193,7 +193,7 @@ func TestSinkProblemsLines(t *testing.T) {
     url: "redis://{env.MCC_TEST_SINK_UNSET}/0"
 `
 	sinks, ix := decodeSinks(t, doc)
-	ps := sinkProblems(sinks, "f.yaml", dir, ix)
+	ps := sinkProblems(sinks, "f.yaml", dir, ix, newLoadFiles())
 	want := []struct {
 		line  int
 		field string

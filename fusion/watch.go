@@ -54,8 +54,19 @@ func (s *Set) reloadRevocations(files *loadFiles) error {
 // checked. A file-backed config is reloaded in full: a good file is served
 // with Update and passed to onReload; a bad one goes to onError and the last
 // good config keeps serving. An inline config (no Path) has its revocation
-// data reloaded. Watch returns when ctx is done.
+// data reloaded. Watch also follows the sets' revocation URLs
+// (FollowRevocationURLs). Watch returns when ctx is done.
 func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload func(*Config), onError func(error)) {
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		e.FollowRevocationURLs(followCtx)
+	}()
+	defer func() {
+		stopFollowing()
+		<-followed
+	}()
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}

@@ -2,9 +2,7 @@ package pki
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -69,18 +67,10 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 	if dir == "" {
 		return nil, errors.New("CA directory is empty")
 	}
-	if opts.Name == "" {
-		opts.Name = DefaultCAName
-	}
-	kt, err := ParseKeyType(string(opts.KeyType))
+	// Check the options before touching the disk.
+	opts, err := opts.normalized()
 	if err != nil {
 		return nil, err
-	}
-	if opts.ValidFor == 0 {
-		opts.ValidFor = DefaultCAValidity
-	}
-	if opts.ValidFor < time.Hour {
-		return nil, fmt.Errorf("CA validity %s is too short (minimum 1h)", opts.ValidFor)
 	}
 	if err := os.MkdirAll(dir, modeDir); err != nil {
 		return nil, fmt.Errorf("creating CA directory: %w", err)
@@ -107,45 +97,22 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 	}
 	defer unlock()
 
-	ca := &CA{Dir: dir, Now: opts.Now}
-	key, err := generateKey(kt)
-	if err != nil {
-		return nil, fmt.Errorf("generating %s CA key: %w", kt, err)
-	}
-	serial, err := randomSerial()
+	ca, err := NewCA(opts)
 	if err != nil {
 		return nil, err
 	}
+	ca.Dir = dir
 	now := ca.now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: opts.Name},
-		NotBefore:             now.Add(-5 * time.Minute), // tolerate small clock skew
-		NotAfter:              now.Add(opts.ValidFor),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true, // issues leaves only
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parsing new CA certificate: %w", err)
-	}
-	keyPEM, err := marshalKeyPEM(key)
+	keyPEM, err := ca.KeyPEM()
 	if err != nil {
 		return nil, fmt.Errorf("encoding CA key: %w", err)
 	}
-	ca.Cert, ca.Key = cert, key
 
 	keyPath, certPath := ca.Path(CAKeyFile), ca.Path(CACertFile)
 	if err := writeNewFile(keyPath, keyPEM, modePrivate); err != nil {
 		return nil, fmt.Errorf("writing CA key: %w", err)
 	}
-	if err := writeNewFile(certPath, pemEncode("CERTIFICATE", der), modePublic); err != nil {
+	if err := writeNewFile(certPath, ca.CertPEM(), modePublic); err != nil {
 		os.Remove(keyPath)
 		return nil, fmt.Errorf("writing CA certificate: %w", err)
 	}
@@ -155,7 +122,7 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 	if _, err := ca.appendAudit(AuditEntry{
 		Time:   now,
 		Action: AuditInit,
-		Serial: FormatSerial(cert.SerialNumber),
+		Serial: FormatSerial(ca.Cert.SerialNumber),
 		SHA256: ca.Fingerprint(),
 		Detail: opts.Name,
 	}); err != nil {
@@ -175,9 +142,6 @@ func LoadCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: %s: %w", CACertFile, err)
 	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("loading CA: %s is not a CA certificate", filepath.Join(dir, CACertFile))
-	}
 	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: %w", err)
@@ -186,8 +150,8 @@ func LoadCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: %s: %w", CAKeyFile, err)
 	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("loading CA: %s does not match %s", CAKeyFile, CACertFile)
+	if err := checkCAPair(cert, key); err != nil {
+		return nil, fmt.Errorf("loading CA from %s: %w", dir, err)
 	}
 	return &CA{Dir: dir, Cert: cert, Key: key}, nil
 }

@@ -132,13 +132,24 @@ func checkBuild(b certid.BuildInfo) error {
 		return errors.New("build id is empty")
 	}
 	for _, f := range []struct{ name, v string }{{"build id", b.ID}, {"build user", b.User}, {"build host", b.Host}, {"SDK version", b.SDK}} {
-		if len(f.v) > maxFieldLen {
-			return fmt.Errorf("%s is longer than %d bytes", f.name, maxFieldLen)
+		if err := CheckBuildField(f.v); err != nil {
+			return fmt.Errorf("%s %w", f.name, err)
 		}
-		for _, r := range f.v {
-			if r < 0x20 || r == 0x7f {
-				return fmt.Errorf("%s contains a control character", f.name)
-			}
+	}
+	return nil
+}
+
+// CheckBuildField checks one build metadata value (id, user, host, SDK
+// version) the way Issue does, so callers that take the values from a
+// request can name the field that is wrong. The error reads after the
+// field's name ("is longer than 128 bytes").
+func CheckBuildField(v string) error {
+	if len(v) > maxFieldLen {
+		return fmt.Errorf("is longer than %d bytes", maxFieldLen)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("contains a control character")
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package pki
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -220,15 +219,9 @@ func (ca *CA) writeCRL(prev *x509.RevocationList, entries []x509.RevocationListE
 	if prev != nil && prev.Number != nil {
 		number = new(big.Int).Add(prev.Number, big.NewInt(1))
 	}
-	now := ca.now().UTC()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:                    number,
-		ThisUpdate:                now,
-		NextUpdate:                now.Add(validity),
-		RevokedCertificateEntries: entries,
-	}, ca.Cert, ca.Key)
+	der, err := ca.SignCRL(number, entries, validity)
 	if err != nil {
-		return nil, fmt.Errorf("signing CRL: %w", err)
+		return nil, err
 	}
 	if err := writeFileAtomic(ca.Path(CRLFile), pemEncode("X509 CRL", der), modePublic); err != nil {
 		return nil, fmt.Errorf("writing CRL: %w", err)

@@ -3,17 +3,21 @@
 # -trimpath, because caddytest skips silently under both), a short run of each
 # fuzz target, and the xcaddy build line from the README. A skipped test fails
 # the run: every test here must be able to run on a machine set up by
-# .ci/run (openssl, curl, redis-server).
+# .ci/run (openssl, curl, redis-server, postgresql).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The tests drive real openssl, curl and redis-server binaries. Install them
+# The tests drive real openssl, curl, redis-server and PostgreSQL binaries
+# (internal/pgtest starts its own cluster, as the postgres user when run as
+# root, since PostgreSQL refuses to run as root). Install them
 # from Debian's packages when they are missing and we may (root with apt-get);
 # otherwise say what to install.
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || need+=(redis-server)
+# Debian puts the server binaries in /usr/lib/postgresql/<version>/bin, off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		echo "== installing ${need[*]}"
@@ -23,6 +27,8 @@ if [ ${#need[@]} -gt 0 ]; then
 		# The package may start a system redis on 6379; the tests start
 		# their own instances on free ports and do not need it.
 		service redis-server stop >/dev/null 2>&1 || true
+		# Likewise the cluster the postgresql package creates and starts.
+		service postgresql stop >/dev/null 2>&1 || true
 	else
 		echo "missing: ${need[*]} (install with: sudo apt-get install -y ${need[*]})" >&2
 		exit 1

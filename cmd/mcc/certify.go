@@ -28,20 +28,22 @@ func runCertify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		subcommandUsage(stdout, "certify", certifySubcommands)
 		return nil
 	case args[0] == "verify":
-		return runCertifyVerify(args[1:], stdout, stderr)
+		return runCertifyVerify(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "mcc certify: unknown subcommand %q (see mcc certify --help)\n", args[0])
 	return errUsage
 }
 
-func runCertifyVerify(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("certify verify", "certify verify RECORD --ca DIR|ca.pem [--crl FILE] [--revoked FILE] [--allow-revoked] [--bundle FILE.p12 [--password-file F]]", stderr)
+func runCertifyVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("certify verify", "certify verify RECORD (--ca DIR|ca.pem [--crl FILE] [--revoked FILE] | --server URL --token-file F) [--allow-revoked] [--bundle FILE.p12 [--password-file F]]", stderr)
 	caPath := fs.String("ca", "", "CA directory or CA certificate file (the private key is not needed)")
 	bundlePath := fs.String("bundle", "", "PKCS#12 bundle to check against the record")
 	pwPath := fs.String("password-file", "", "bundle password file (default <bundle>.password)")
 	crlPath := fs.String("crl", "", "CRL to check the record's certificate against (default crl.pem of the --ca directory)")
 	listPath := fs.String("revoked", "", "revocation list to check (default revoked.txt of the --ca directory)")
 	allowRevoked := fs.Bool("allow-revoked", false, "a revoked certificate is a warning, not a failure (exit 0)")
+	var remote remoteFlags
+	remote.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -49,30 +51,27 @@ func runCertifyVerify(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageError(fs, "want exactly one RECORD file, got %d arguments", len(pos))
 	}
-	if err := requireFlags(fs, "ca"); err != nil {
+	if err := remote.check(fs, "ca", "crl", "revoked"); err != nil {
 		return err
+	}
+	if !remote.on() {
+		if err := requireFlags(fs, "ca"); err != nil {
+			return err
+		}
 	}
 	if *pwPath != "" && *bundlePath == "" {
 		return usageError(fs, "--password-file needs --bundle")
+	}
+	if remote.on() {
+		return runCertifyVerifyRemote(ctx, &remote, pos[0], *bundlePath, *pwPath, *allowRevoked, stdout, stderr)
 	}
 	caCert, err := loadCACertArg(*caPath)
 	if err != nil {
 		return err
 	}
-	var bundle *pki.BundleToVerify
-	if *bundlePath != "" {
-		data, err := os.ReadFile(*bundlePath)
-		if err != nil {
-			return fmt.Errorf("reading bundle: %w", err)
-		}
-		if *pwPath == "" {
-			*pwPath = pki.PasswordPath(*bundlePath)
-		}
-		pw, err := pki.ReadPasswordFile(*pwPath)
-		if err != nil {
-			return err
-		}
-		bundle = &pki.BundleToVerify{Data: data, Password: pw}
+	bundle, err := readBundleArg(*bundlePath, *pwPath)
+	if err != nil {
+		return err
 	}
 	rec, err := pki.ReadRecordFile(pos[0], caCert, bundle)
 	if err != nil {
@@ -113,6 +112,26 @@ func runCertifyVerify(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "OK %s: SHA-256 matches the record and it opens to the record's certificate and key\n", *bundlePath)
 	}
 	return nil
+}
+
+// readBundleArg reads --bundle and its password (--password-file, else
+// the file beside the bundle); nil when no bundle was given.
+func readBundleArg(bundlePath, pwPath string) (*pki.BundleToVerify, error) {
+	if bundlePath == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(bundlePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle: %w", err)
+	}
+	if pwPath == "" {
+		pwPath = pki.PasswordPath(bundlePath)
+	}
+	pw, err := pki.ReadPasswordFile(pwPath)
+	if err != nil {
+		return nil, err
+	}
+	return &pki.BundleToVerify{Data: data, Password: pw}, nil
 }
 
 // recordRevocation checks the record's certificate against the CRL and

@@ -15,7 +15,7 @@ import (
 // runIssue issues an app build's client certificate: PKCS#12 bundle(s),
 // password file(s), the signed certified-secure record and an audit entry.
 func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("issue", "issue --ca DIR --fusion-set ID --app-id APP --build BUILD --out FILE.p12 [flags]", stderr)
+	fs := newFlagSet("issue", "issue (--ca DIR | --server URL --token-file F) --fusion-set ID --app-id APP --build BUILD --out FILE.p12 [flags]", stderr)
 	caDir := fs.String("ca", "", "CA directory (from mcc ca init)")
 	setID := fs.String("fusion-set", "", "fusion set id (identity URI host)")
 	appID := fs.String("app-id", "", "app id, e.g. com.example.bank (identity URI path)")
@@ -29,10 +29,23 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	legacyOut := fs.String("legacy-out", "", "also write a legacy 3DES PKCS#12 bundle for old iOS/Android importers (own password file)")
 	recordPath := fs.String("record", "", "certified-secure record to write (default <out>.certified.json)")
 	setFile := fs.String("fusion-set-file", "", "fusion set file: record the set's protections and refuse a certificate the set would reject")
+	var remote remoteFlags
+	remote.register(fs)
+	idemKey := fs.String("idempotency-key", "", "with --server: the request's Idempotency-Key (default derived from fusion set, app, build and bundle profile, so a retried job gets the same build)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireFlags(fs, "ca", "fusion-set", "app-id", "build", "out"); err != nil {
+	if err := remote.check(fs, "ca", "fusion-set-file"); err != nil {
+		return err
+	}
+	if *idemKey != "" && !remote.on() {
+		return usageError(fs, "--idempotency-key needs --server")
+	}
+	required := []string{"fusion-set", "app-id", "build", "out"}
+	if !remote.on() {
+		required = append([]string{"ca"}, required...)
+	}
+	if err := requireFlags(fs, required...); err != nil {
 		return err
 	}
 	// The fusion set loader's id rules: never issue a certificate that no
@@ -59,6 +72,12 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if build.Host == "" {
 		build.Host, _ = os.Hostname()
 	}
+	if remote.on() {
+		return runIssueRemote(ctx, &remote, remoteIssue{
+			set: *setID, app: *appID, build: build, dateGiven: *buildDate != "", validFor: ifSet(fs, "valid-for", d),
+			out: *out, legacyOut: *legacyOut, recordPath: *recordPath, idempotencyKey: *idemKey,
+		}, stdout)
+	}
 
 	ca, err := pki.LoadCA(*caDir)
 	if err != nil {
@@ -81,16 +100,22 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c := res.Record.Certificate
+	printIssued(stdout, res.Record, res.Files)
+	return nil
+}
+
+// printIssued reports an issuance and the files written (local and
+// --server mode print the same).
+func printIssued(stdout io.Writer, rec *pki.Record, files []pki.WrittenFile) {
+	c := rec.Certificate
 	fmt.Fprintf(stdout, "issued %s for build %q: serial %s, sha256 %s, valid until %s\n",
-		c.IdentityURI, build.ID, c.Serial, c.SHA256, c.NotAfter.Format(time.RFC3339))
-	for _, f := range res.Files {
+		c.IdentityURI, rec.Build.ID, c.Serial, c.SHA256, c.NotAfter.Format(time.RFC3339))
+	for _, f := range files {
 		fmt.Fprintf(stdout, "  %-50s %s\n", describeFile(f.Path, f.Private), f.What)
 	}
-	if *legacyOut != "" {
+	if rec.LegacyBundle != nil {
 		fmt.Fprintln(stdout, "note: the legacy bundle uses 3DES/SHA-1 for old importers; ship it only where the modern one is refused.")
 	}
-	return nil
 }
 
 // currentUser is $USER, else the account name.

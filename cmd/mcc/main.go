@@ -34,6 +34,7 @@ func commands() []command {
 		{"xds", "run the Envoy xDS control plane", runXDS},
 		{"authz", "run the Envoy ext_authz and access-log service", runAuthz},
 		{"ban", "list or lift fail-safe bans in the shared store (ban list, ban lift)", runBan},
+		{"server", "run mcc server, the API for CI/CD, and manage its tokens, backups and CAs", runServer},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -84,11 +85,11 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		subs := groupSubcommands(c)
 		if len(subs) == 0 {
-			fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+			fmt.Fprintf(w, "  %-22s %s\n", c.name, c.summary)
 			continue
 		}
 		for _, s := range subs {
-			fmt.Fprintf(w, "  %-18s %s\n", c.name+" "+s[0], s[1])
+			fmt.Fprintf(w, "  %-22s %s\n", c.name+" "+s[0], s[1])
 		}
 	}
 	fmt.Fprintln(w, "\nRun 'mcc <command> --help' for a command's flags.")

@@ -16,24 +16,43 @@ import (
 // directory are replaced atomically, so a watching gateway never reads half
 // a file.
 func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("revoke", "revoke --ca DIR (--serial HEX | --cert FILE.pem) [--reason R] [--crl-next-update DUR] [--force]", stderr)
+	fs := newFlagSet("revoke", "revoke --ca DIR (--serial HEX | --cert FILE.pem) [--reason R] [--crl-next-update DUR] [--force]\n"+
+		"       mcc revoke --server URL --token-file F (--serial HEX | --cert FILE.pem | --fusion-set ID --app-id APP --build BUILD) [--reason R]", stderr)
 	caDir := fs.String("ca", "", "CA directory")
 	serialText := fs.String("serial", "", "serial number in hex (any case, colons allowed)")
 	certFile := fs.String("cert", "", "PEM certificate to revoke (instead of --serial)")
 	reason := fs.String("reason", "", "RFC 5280 reason: "+strings.Join(pki.ReasonNames(), ", "))
 	next := fs.String("crl-next-update", "7d", "time from now to the new CRL's NextUpdate")
 	force := fs.Bool("force", false, "revoke even if this CA's audit log does not show it issuing the serial")
+	var remote remoteFlags
+	remote.register(fs)
+	var build remoteBuildFlags
+	build.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireFlags(fs, "ca"); err != nil {
+	if err := remote.check(fs, "ca", "crl-next-update", "force"); err != nil {
 		return err
 	}
-	if (*serialText == "") == (*certFile == "") {
+	if err := build.check(fs, remote.on()); err != nil {
+		return err
+	}
+	if !remote.on() {
+		if err := requireFlags(fs, "ca"); err != nil {
+			return err
+		}
+	}
+	if n := countSet(*serialText != "", *certFile != "", build.on()); n != 1 {
+		if remote.on() {
+			return usageError(fs, "give exactly one of --serial, --cert and --build")
+		}
 		return usageError(fs, "give exactly one of --serial and --cert")
 	}
 	if _, err := pki.ParseReason(*reason); err != nil {
 		return usageError(fs, "--reason: %v", err)
+	}
+	if remote.on() {
+		return runRevokeRemote(ctx, fs, &remote, remoteRevoke{serial: *serialText, certFile: *certFile, build: build, reason: *reason}, stdout)
 	}
 	validity, err := parsePositiveDuration(fs, "crl-next-update", *next)
 	if err != nil {

@@ -9,7 +9,13 @@
 //	    (last quarter of its validity), 2 expired (the worst of the set's
 //	    CRLs)
 //
-// Sets without a CRL (or whose CRLs have no NextUpdate) have no series.
+//	mcc_authz_revocation_url_up{fusion_set,url}    1 when the last fetch
+//	    of a revocation URL succeeded, else 0 (the last good CRL stays
+//	    in force)
+//	mcc_authz_revocation_url_last_success_timestamp_seconds{fusion_set,url}
+//	    Unix time of the last good fetch (no series before the first)
+//
+// Sets without a CRL (or whose CRLs have no NextUpdate) have no crl_ series.
 // Values are computed at scrape time from the configuration in force, so
 // a reload needs no bookkeeping.
 package crlmetrics
@@ -28,6 +34,8 @@ type Collector struct {
 	now        func() time.Time
 	nextUpdate *prometheus.Desc
 	status     *prometheus.Desc
+	urlUp      *prometheus.Desc
+	urlLastOK  *prometheus.Desc
 }
 
 // New returns a collector of the configuration config returns at each
@@ -46,6 +54,12 @@ func New(namespace, subsystem string, config func() *fusion.Config, now func() t
 		status: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "crl_status"),
 			"Freshness of the fusion set's CRLs: 0 fresh, 1 stale soon (re-sign with mcc ca crl), 2 expired.",
 			[]string{"fusion_set"}, nil),
+		urlUp: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "revocation_url_up"),
+			"1 when the last fetch of the fusion set's revocation URL succeeded, 0 when it failed or none succeeded yet (the last good CRL stays in force).",
+			[]string{"fusion_set", "url"}, nil),
+		urlLastOK: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "revocation_url_last_success_timestamp_seconds"),
+			"Unix time of the last successful fetch of the fusion set's revocation URL.",
+			[]string{"fusion_set", "url"}, nil),
 	}
 }
 
@@ -53,6 +67,8 @@ func New(namespace, subsystem string, config func() *fusion.Config, now func() t
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.nextUpdate
 	ch <- c.status
+	ch <- c.urlUp
+	ch <- c.urlLastOK
 }
 
 // Collect implements prometheus.Collector.
@@ -64,6 +80,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	now := c.now()
 	for _, id := range cfg.IDs {
 		set := cfg.Sets[id]
+		for _, u := range set.RevocationURLStates() {
+			up := 0.0
+			if u.Up {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.urlUp, prometheus.GaugeValue, up, id, u.URL)
+			if !u.LastSuccess.IsZero() {
+				ch <- prometheus.MustNewConstMetric(c.urlLastOK, prometheus.GaugeValue, float64(u.LastSuccess.UnixNano())/1e9, id, u.URL)
+			}
+		}
 		secs, ok := set.CRLSecondsUntilNextUpdate(now)
 		if !ok {
 			continue

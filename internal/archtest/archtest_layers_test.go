@@ -20,6 +20,7 @@ const (
 	layerSupport = "support" // internal/* that production code uses (cfgerr, secure, filewatch)
 	layerKit     = "kit"     // adapter: the rules both gateways share
 	layerGateway = "gateway" // caddymod, envoyext, xds/...
+	layerServer  = "server"  // server/...: mcc server (API, database, CA keys); gateways reach it over HTTP only
 	layerFace    = "face"    // cmd/..., quickstart, the module root (what xcaddy links)
 	layerTest    = "test"    // helpers and harnesses that only tests import
 )
@@ -43,6 +44,8 @@ func layerOf(rel string) string {
 		return layerKit
 	case under(rel, "caddymod", "envoyext", "xds"):
 		return layerGateway
+	case under(rel, "server"):
+		return layerServer
 	case rel == "" || under(rel, "cmd", "quickstart"):
 		return layerFace
 	}
@@ -124,13 +127,15 @@ var gatewayLibraries = external("github.com/caddyserver/caddy/v2", "github.com/e
 // rules are the import rules of docs/ARCHITECTURE.md, "Packages".
 var rules = []rule{
 	{"the core imports no kit, gateway, command or test code, and neither Caddy, go-control-plane nor gRPC",
-		inLayer(layerCore), either(ours(inLayer(layerKit, layerGateway, layerFace, layerTest)), gatewayLibraries)},
+		inLayer(layerCore), either(ours(inLayer(layerKit, layerGateway, layerServer, layerFace, layerTest)), gatewayLibraries)},
 	{"internal support packages import nothing above them",
-		inLayer(layerSupport), ours(inLayer(layerCore, layerKit, layerGateway, layerFace, layerTest))},
-	{"the adapter kit imports no gateway, command or test code, and neither Caddy nor go-control-plane",
-		inLayer(layerKit), either(ours(inLayer(layerGateway, layerFace, layerTest)), gatewayLibraries)},
-	{"gateways import no command and no test code",
-		inLayer(layerGateway), ours(inLayer(layerFace, layerTest))},
+		inLayer(layerSupport), ours(inLayer(layerCore, layerKit, layerGateway, layerServer, layerFace, layerTest))},
+	{"the adapter kit imports no gateway, server, command or test code, and neither Caddy nor go-control-plane",
+		inLayer(layerKit), either(ours(inLayer(layerGateway, layerServer, layerFace, layerTest)), gatewayLibraries)},
+	{"gateways import no server, command or test code (they reach mcc server over HTTP only, so they enforce while it is down)",
+		inLayer(layerGateway), ours(inLayer(layerServer, layerFace, layerTest))},
+	{"the server imports no gateway, kit, command or test code, and neither Caddy nor go-control-plane",
+		inLayer(layerServer), either(ours(inLayer(layerKit, layerGateway, layerFace, layerTest)), external("github.com/caddyserver/caddy/v2", "github.com/envoyproxy/go-control-plane"))},
 	{"caddymod imports neither Envoy side (envoyext, xds)",
 		dirs("caddymod"), ours(dirs("envoyext", "xds"))},
 	{"the Envoy side (envoyext, xds) never imports caddymod",

@@ -1,0 +1,224 @@
+// Package server assembles mcc server from its parts: the database
+// (server/store), the key-encryption key (server/keys), one CA per fusion
+// set (server/authority), API tokens (server/auth) and the HTTP API
+// (server/api), plus the background work the API needs (re-signing CRLs
+// before they go stale). `mcc server` and the end-to-end tests open it the
+// same way, so what the tests run is what operators run.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/server/api"
+	"github.com/mccgate/mcc/server/auth"
+	"github.com/mccgate/mcc/server/authority"
+	"github.com/mccgate/mcc/server/keys"
+	"github.com/mccgate/mcc/server/store"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultRateLimit  = 50
+	DefaultRateBurst  = 100
+	DefaultCRLRefresh = time.Minute
+	// KEKFileName is the key-encryption key inside the data directory.
+	KEKFileName = "kek.key"
+)
+
+// Config says where the server keeps its state and how it behaves.
+type Config struct {
+	// DataDir holds the SQLite database (and, by default, the KEK).
+	DataDir string
+	// DatabaseURL is a postgres:// URL; it wins over DataDir. Several
+	// instances may share one database.
+	DatabaseURL string
+	// KEKFile is the key-encryption key that seals CA keys and stored
+	// responses. Default DataDir/kek.key, created when missing. Required
+	// with DatabaseURL, and it must then exist: every instance has to
+	// share the same key, so none may quietly make its own (create it once
+	// with keys.LoadOrCreate, which `mcc server kek create` runs).
+	KEKFile string
+	// RateLimit is the requests per second allowed per token (burst
+	// RateBurst). Zero means DefaultRateLimit; a negative value turns the
+	// limit off.
+	RateLimit float64
+	RateBurst int
+	// CRLRefresh is how often Run checks for CRLs to re-sign (default
+	// one minute).
+	CRLRefresh time.Duration
+	// Version is what /v1/health reports.
+	Version string
+	Logger  *zap.Logger
+	Now     func() time.Time
+}
+
+// Server is an assembled mcc server.
+type Server struct {
+	cfg    Config
+	log    *zap.Logger
+	db     *store.DB
+	tokens *auth.Tokens
+	cas    *authority.Authorities
+	api    *api.API
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (and migrates) the database, loads the KEK and builds the
+// API. Close releases what Open took.
+func Open(ctx context.Context, c Config) (*Server, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, store.Options{DataDir: c.DataDir, URL: c.DatabaseURL, Logger: c.Logger})
+	if err != nil {
+		return nil, err
+	}
+	cas, err := db.ListCAs(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	sealer, err := loadKEK(c, len(cas) > 0)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{cfg: c, log: c.Logger, db: db}
+	s.tokens = auth.NewTokens(db, c.Now)
+	s.cas = authority.New(db, sealer, c.Now)
+	var limiter *auth.Limiter
+	if c.RateLimit > 0 {
+		limiter = auth.NewLimiter(c.RateLimit, c.RateBurst)
+	}
+	s.api = api.New(api.Deps{
+		DB:          db,
+		Tokens:      s.tokens,
+		Limiter:     limiter,
+		Keys:        sealer,
+		Authorities: s.cas,
+		Log:         c.Logger,
+		Now:         c.Now,
+		Version:     c.Version,
+	})
+	// Every stored CA key opens now, or the start fails: a wrong
+	// --kek-file (another instance's, or a restored database without its
+	// key) is found here, not at the first issuance hours later.
+	for _, row := range cas {
+		if _, err := s.cas.CA(ctx, row.FusionSet); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("server: %s does not open the stored CA keys (%w); is it the key-encryption key this database was written with?", c.KEKFile, err)
+		}
+	}
+	return s, nil
+}
+
+// loadKEK loads the key-encryption key. With SQLite it is created beside
+// the database on the first start, while no CA key is sealed yet. With
+// PostgreSQL it must exist: two instances must not each create their own,
+// and a database that holds sealed CA keys needs the key they were sealed
+// with, never a fresh one.
+func loadKEK(c Config, sealedKeys bool) (*keys.Sealer, error) {
+	if c.DatabaseURL == "" && !sealedKeys {
+		return keys.LoadOrCreate(c.KEKFile)
+	}
+	s, err := keys.Load(c.KEKFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("server: %w (give the key-encryption key the database's CA keys are sealed with; "+
+			"for a new PostgreSQL setup create it once with `mcc server kek create --kek-file %s` and give every instance a copy)", err, c.KEKFile)
+	}
+	return s, err
+}
+
+// withDefaults fills the zero values and refuses contradictions.
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" && c.DatabaseURL == "" {
+		return c, errors.New("server: give a data directory (--data) or a PostgreSQL URL (--database)")
+	}
+	if c.KEKFile == "" {
+		if c.DatabaseURL != "" {
+			return c, errors.New("server: --database needs --kek-file: every instance must share one key-encryption key")
+		}
+		c.KEKFile = filepath.Join(c.DataDir, KEKFileName)
+	}
+	switch {
+	case c.RateLimit == 0:
+		c.RateLimit = DefaultRateLimit
+	case c.RateLimit < 0:
+		c.RateLimit = 0
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = DefaultRateBurst
+	}
+	if c.CRLRefresh <= 0 {
+		c.CRLRefresh = DefaultCRLRefresh
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler { return s.api.Handler() }
+
+// DB is the server's database (restore records itself through it).
+func (s *Server) DB() *store.DB { return s.db }
+
+// Tokens is the server's token store.
+func (s *Server) Tokens() *auth.Tokens { return s.tokens }
+
+// Authorities is the CA of every fusion set (`mcc server ca import`).
+func (s *Server) Authorities() *authority.Authorities { return s.cas }
+
+// Run does the background work until ctx is done: CRLs are re-signed
+// before half their validity has passed, so a gateway that fetches them
+// never holds a stale one, and idempotency keys past their 24 hours are
+// deleted.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CRLRefresh)
+	defer t.Stop()
+	for {
+		s.housekeeping(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// housekeeping runs one pass; a failure is logged and retried at the next
+// tick (a database blip must not stop the loop).
+func (s *Server) housekeeping(ctx context.Context) {
+	if err := s.api.RefreshCRLs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("re-signing CRLs", zap.Error(err))
+	}
+	if err := s.api.PurgeIdempotency(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("purging idempotency keys", zap.Error(err))
+	}
+}
+
+// Close closes the database. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("server: closing the database: %w", err)
+		}
+	})
+	return s.closeErr
+}

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// migration is one versioned schema change. Migrations are append-only:
+// a released migration is never edited, a change is a new version.
+type migration struct {
+	version int
+	name    string
+	sql     string // `{{blob}}` is BLOB (SQLite) or BYTEA (PostgreSQL)
+}
+
+// migrations are applied in order, each in its own transaction.
+var migrations = []migration{
+	{1, "initial schema", schemaV1},
+}
+
+// LatestVersion is the schema version this binary writes.
+func LatestVersion() int { return migrations[len(migrations)-1].version }
+
+const schemaV1 = `
+CREATE TABLE tokens (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	hash {{blob}} NOT NULL,
+	scopes TEXT NOT NULL,
+	created_ns BIGINT NOT NULL,
+	expires_ns BIGINT,
+	last_used_ns BIGINT,
+	revoked_ns BIGINT,
+	created_by TEXT NOT NULL
+);
+CREATE TABLE audit (
+	seq BIGINT PRIMARY KEY,
+	time_ns BIGINT NOT NULL,
+	actor TEXT NOT NULL,
+	action TEXT NOT NULL,
+	subject TEXT NOT NULL,
+	detail TEXT NOT NULL,
+	prev TEXT NOT NULL,
+	hash TEXT NOT NULL UNIQUE
+);
+CREATE TABLE cas (
+	fusion_set TEXT PRIMARY KEY,
+	cert_pem TEXT NOT NULL,
+	key_sealed {{blob}} NOT NULL,
+	fingerprint TEXT NOT NULL,
+	not_after_ns BIGINT NOT NULL,
+	created_ns BIGINT NOT NULL,
+	source TEXT NOT NULL
+);
+CREATE TABLE fusion_set_versions (
+	fusion_set TEXT NOT NULL,
+	version BIGINT NOT NULL,
+	document TEXT NOT NULL,
+	sha256 TEXT NOT NULL,
+	created_ns BIGINT NOT NULL,
+	actor TEXT NOT NULL,
+	comment TEXT NOT NULL,
+	changes TEXT NOT NULL,
+	PRIMARY KEY (fusion_set, version)
+);
+CREATE TABLE certificates (
+	serial TEXT PRIMARY KEY,
+	sha256 TEXT NOT NULL UNIQUE,
+	fusion_set TEXT NOT NULL,
+	app_id TEXT NOT NULL,
+	build_id TEXT NOT NULL,
+	kind TEXT NOT NULL,
+	profile TEXT NOT NULL,
+	not_before_ns BIGINT NOT NULL,
+	not_after_ns BIGINT NOT NULL,
+	issued_ns BIGINT NOT NULL,
+	issued_by TEXT NOT NULL,
+	cert_pem TEXT NOT NULL,
+	record TEXT NOT NULL,
+	revoked_ns BIGINT,
+	revocation_reason TEXT,
+	revoked_by TEXT
+);
+CREATE INDEX certificates_set_issued ON certificates (fusion_set, issued_ns, serial);
+CREATE INDEX certificates_build ON certificates (fusion_set, app_id, build_id, issued_ns, serial);
+CREATE INDEX certificates_revoked ON certificates (fusion_set, issued_ns, serial) WHERE revoked_ns IS NOT NULL;
+CREATE INDEX certificates_not_after ON certificates (not_after_ns);
+CREATE INDEX certificates_issued ON certificates (issued_ns, serial);
+CREATE TABLE idempotency (
+	token_id TEXT NOT NULL,
+	key TEXT NOT NULL,
+	request_sha256 TEXT NOT NULL,
+	state TEXT NOT NULL,
+	status INTEGER NOT NULL,
+	response_sealed {{blob}},
+	created_ns BIGINT NOT NULL,
+	PRIMARY KEY (token_id, key)
+);
+CREATE TABLE crls (
+	fusion_set TEXT PRIMARY KEY,
+	number BIGINT NOT NULL,
+	der {{blob}} NOT NULL,
+	this_update_ns BIGINT NOT NULL,
+	next_update_ns BIGINT NOT NULL,
+	etag TEXT NOT NULL
+);
+CREATE TABLE events (
+	id TEXT PRIMARY KEY,
+	time_ns BIGINT NOT NULL,
+	received_ns BIGINT NOT NULL,
+	fusion_set TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	action TEXT NOT NULL,
+	client_ip TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	serial TEXT NOT NULL,
+	cert_sha256 TEXT NOT NULL,
+	external_id TEXT NOT NULL,
+	build_id TEXT NOT NULL,
+	app_id TEXT NOT NULL,
+	doc TEXT NOT NULL
+);
+CREATE INDEX events_time ON events (time_ns, id);
+CREATE INDEX events_set_time ON events (fusion_set, time_ns, id);
+CREATE INDEX events_reason_time ON events (reason, time_ns, id);
+CREATE INDEX events_client_time ON events (client_ip, time_ns, id);
+CREATE INDEX events_device_time ON events (device_id, time_ns, id);
+CREATE INDEX events_serial_time ON events (serial, time_ns, id);
+CREATE INDEX events_external ON events (external_id);
+`
+
+// migrationLock serializes migrations of several PostgreSQL instances
+// starting at once (an advisory lock held for the transaction).
+const migrationLock = 0x6d6363_01
+
+// migrate applies every migration newer than the database's version.
+func (db *DB) migrate(ctx context.Context) error {
+	create := `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ns BIGINT NOT NULL)`
+	// PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a second
+	// instance creating the table at the same moment (duplicate pg_type
+	// key): take the migration lock for it too.
+	err := db.Tx(ctx, func(tx *Tx) error {
+		if tx.dialect == Postgres {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, create)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("database: creating schema_migrations: %w", err)
+	}
+	current, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > LatestVersion() {
+		return fmt.Errorf("database: schema version %d is newer than this mcc knows (%d): run a newer mcc", current, LatestVersion())
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		err := db.Tx(ctx, func(tx *Tx) error {
+			if tx.dialect == Postgres {
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+					return err
+				}
+			}
+			// Another instance may have applied it while we waited.
+			var done int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&done); err != nil {
+				return err
+			}
+			if done > 0 {
+				return nil
+			}
+			for _, stmt := range splitStatements(dialectSQL(db.dialect, m.sql)) {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("%w\n%s", err, stmt)
+				}
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`,
+				m.version, m.name, NS(nowUTC()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("database: migration %d (%s): %w", m.version, m.name, err)
+		}
+		db.log.Info("database migrated", zapVersion(m.version), zapName(m.name))
+	}
+	return nil
+}
+
+// SchemaVersion is the newest migration applied (0 for a new database).
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := db.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("database: reading schema version: %w", err)
+	}
+	return v, nil
+}
+
+func dialectSQL(d Dialect, s string) string {
+	blob := "BLOB"
+	if d == Postgres {
+		blob = "BYTEA"
+	}
+	return strings.ReplaceAll(s, "{{blob}}", blob)
+}
+
+// splitStatements splits a migration at semicolons (no migration has a
+// semicolon inside a literal).
+func splitStatements(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ";") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -48,6 +48,11 @@ func init() {
 //			message <text>
 //			status <code>
 //			score <REASON_CODE> <n>
+//			clone_detection {
+//				window <duration>
+//				max_addresses <n>
+//				max_devices <n>
+//			}
 //			fail_safe <threshold> [window <duration>] [duration <duration>]
 //			fail_safe {
 //				threshold <n>
@@ -419,6 +424,12 @@ func parseInlineSet(d *caddyfile.Dispenser) (fusion.SetConfig, error) {
 				return sc, fsErr
 			}
 			sc.FailSafe = fs
+		case "clone_detection":
+			cd, cdErr := parseCloneDetection(d, sc.ID, duration)
+			if cdErr != nil {
+				return sc, cdErr
+			}
+			sc.CloneDetection = cd
 		case "device_header":
 			var k, h string
 			if !d.AllArgs(&k, &h) {
@@ -436,6 +447,44 @@ func parseInlineSet(d *caddyfile.Dispenser) (fusion.SetConfig, error) {
 		}
 	}
 	return sc, nil
+}
+
+// parseCloneDetection reads `clone_detection { window <d>; max_addresses
+// <n>; max_devices <n> }`, the fusion file's clone_detection keys
+// (CompileSet checks the values as it does for the file).
+func parseCloneDetection(d *caddyfile.Dispenser, id string, duration func(name, v string) (fusion.Duration, error)) (*fusion.CloneDetection, error) {
+	if d.NextArg() {
+		return nil, d.Errf("fusion_set %s: clone_detection takes a block, not arguments", id)
+	}
+	cd := new(fusion.CloneDetection)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		k := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.Errf("fusion_set %s: clone_detection %s takes one value", id, k)
+		}
+		var err error
+		switch k {
+		case "window":
+			cd.Window, err = duration("clone_detection window", v)
+		case "max_addresses", "max_devices":
+			n, convErr := strconv.Atoi(v)
+			if convErr != nil || n < 0 {
+				return nil, d.Errf("fusion_set %s: clone_detection %s: want a whole number, got %q", id, k, v)
+			}
+			if k == "max_addresses" {
+				cd.MaxAddresses = n
+			} else {
+				cd.MaxDevices = n
+			}
+		default:
+			return nil, d.Errf("fusion_set %s: clone_detection: unknown option %q (want window, max_addresses or max_devices)", id, k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cd, nil
 }
 
 // parseFailSafe reads `fail_safe <threshold> [window <d>] [duration <d>]` or

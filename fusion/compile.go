@@ -102,6 +102,7 @@ func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex, f
 	c.compileBuilds(s, sc)
 	c.compileScoring(s, sc)
 	c.compileDevices(s, sc)
+	c.compileClone(s, sc)
 	c.compileRevocation(s, sc, baseDir)
 	c.compileCache(s, sc)
 

@@ -65,6 +65,10 @@ type SetConfig struct {
 	// FailSafe blocks a client whose running score crosses a threshold.
 	FailSafe *FailSafe `yaml:"fail_safe,omitempty" json:"fail_safe,omitempty"`
 
+	// CloneDetection reports a certificate used from too many addresses or
+	// devices (see clone.go). Off when absent.
+	CloneDetection *CloneDetection `yaml:"clone_detection,omitempty" json:"clone_detection,omitempty"`
+
 	// DeviceHeaders maps device context keys (deviceID, osVersion, ...) to
 	// the request headers the app sends them in.
 	DeviceHeaders map[string]string `yaml:"device_headers,omitempty" json:"device_headers,omitempty"`

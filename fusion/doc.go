@@ -10,7 +10,9 @@
 //  2. Size and depth caps on the presented chain (no parsing yet).
 //  3. The verdict cache, keyed by leaf DER per set.
 //  4. A fail-safe ban of the client (IP, device id, certificate) is a
-//     FAIL_SAFE_ACTIVE block in every mode.
+//     FAIL_SAFE_ACTIVE block in every mode. In the same store call, a
+//     cached good certificate's use is counted for clone detection
+//     (clone.go; on a cache miss, once the chain has verified).
 //  5. A failure the gateway observed itself (Request.Reason), else the
 //     certificate verdict: parse; SHA-1/MD5 signatures; validity against the
 //     injected clock; chain to the set's CA (reusing the TLS stack's verified
@@ -19,7 +21,10 @@
 //     key strength; key usage; build rules.
 //  6. A failure is scored (fail_safe), described in a threat event, emitted
 //     when threat_events is on, and blocks in defense mode (or when it
-//     crossed the fail-safe threshold).
+//     crossed the fail-safe threshold). A good request whose use of its
+//     certificate crossed a clone_detection threshold is allowed in every
+//     mode and reported as RATE_ANOMALY, scoring the client, never the
+//     certificate.
 //
 // Verdicts are cached per set and leaf, bounded, and used only while the
 // chain is within its validity period and the set's revocation generation

@@ -192,7 +192,16 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 		subj.DeviceID = deviceValue(req.Header, set.deviceIDHeader)
 	}
 	subj = subj.Only(kinds)
-	if until := e.scores.banned(ctx, set.ID, subj); !until.IsZero() {
+	// Clone detection counts a use of a certificate that verified in the
+	// same store call as the ban check: on a cached good verdict here, on
+	// a miss below once the chain has verified (the rare path, which
+	// verification already makes a hundred times dearer).
+	var use threat.CertUse
+	if hit && v.reason == threat.ReasonNone && req.Reason == threat.ReasonNone {
+		use = e.certUse(set, req, subj, certSHA, now)
+	}
+	until, clone := e.scores.bannedCounting(ctx, set.ID, subj, use, set.Clone)
+	if !until.IsZero() {
 		return e.failure(ctx, set, req, subj, threat.ReasonFailSafeActive,
 			map[string]any{"error": "client is blocked by fail-safe enforcement", "until": until.UTC().Format(time.RFC3339)}, v, now, hit)
 	}
@@ -218,6 +227,12 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 		judged = true
 	}
 	if reason == threat.ReasonNone {
+		if use.CertSHA == "" && set.Clone.Enabled() {
+			_, clone = e.scores.bannedCounting(ctx, set.ID, threat.Subject{}, e.certUse(set, req, subj, certSHA, now), set.Clone)
+		}
+		if clone.Report {
+			return e.cloneReport(ctx, set, req, subj, clone, v, now, hit)
+		}
 		d = Decision{Action: Allow, FusionSet: set.ID, Mode: set.Mode, CacheHit: hit}
 		if v != nil {
 			d.Cert = v.cert
@@ -244,16 +259,7 @@ func (e *Engine) failure(ctx context.Context, set *Set, req *Request, subj threa
 	score, total := 0, 0
 	enforce := reason == threat.ReasonFailSafeActive
 	if !enforce {
-		score = set.Score(reason)
-		total = score
-		if set.FailSafe.Enabled() && !subj.Empty() {
-			res := e.scores.add(ctx, set.ID, subj, score, set.FailSafe)
-			e.countBan(score, res, set.FailSafe)
-			if res.Total > total {
-				total = res.Total
-			}
-			enforce = !res.BannedUntil.IsZero()
-		}
+		score, total, enforce = e.score(ctx, set, subj, reason)
 	}
 	block := set.Mode == threat.ModeDefense || enforce
 	ev := e.buildEvent(set, req, reason, data, v, now, score, total, enforce, block)
@@ -275,6 +281,21 @@ func (e *Engine) failure(ctx context.Context, set *Set, req *Request, subj threa
 		d.Emitted = true
 	}
 	return d
+}
+
+// score adds reason's score to subj's totals when the set has fail-safe
+// enforcement, and returns the score, the highest total and whether a ban
+// is now active for subj.
+func (e *Engine) score(ctx context.Context, set *Set, subj threat.Subject, reason threat.Reason) (score, total int, banned bool) {
+	score = set.Score(reason)
+	total = score
+	if set.FailSafe.Enabled() && !subj.Empty() {
+		res := e.scores.add(ctx, set.ID, subj, score, set.FailSafe)
+		e.countBan(score, res, set.FailSafe)
+		total = max(total, res.Total)
+		banned = !res.BannedUntil.IsZero()
+	}
+	return score, total, banned
 }
 
 // configError is the answer for an unknown fusion set: always a block, and

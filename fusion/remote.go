@@ -320,6 +320,11 @@ func fetchCRL(ctx context.Context, s *Set, u remoteURL, etag string, prev *remot
 	case resp.StatusCode != http.StatusOK:
 		return nil, "", fmt.Errorf("HTTP status %d", resp.StatusCode)
 	}
+	// A declared size over the bound is refused before a byte is read;
+	// an undeclared one is read up to it.
+	if resp.ContentLength > maxRemoteCRLSize {
+		return nil, "", fmt.Errorf("answer of %d bytes, larger than %d", resp.ContentLength, maxRemoteCRLSize)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRemoteCRLSize+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("reading the answer: %w", err)
@@ -371,6 +376,12 @@ func (r *remoteSource) client() *http.Client {
 				}
 				if _, err := checkRevocationURL(req.URL.String()); err != nil {
 					return fmt.Errorf("redirect refused: %w", err)
+				}
+				// Plain http only to the host the set named: a server must
+				// not be able to aim the gateway at another service on its
+				// loopback (a blind GET from inside).
+				if req.URL.Scheme != "https" && req.URL.Host != via[0].URL.Host {
+					return fmt.Errorf("redirect refused: plain http to another host (%s)", req.URL.Host)
 				}
 				return nil
 			},

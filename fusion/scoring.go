@@ -23,7 +23,10 @@ const storeWarnEvery = time.Minute
 // request is never failed: scoring continues in a private in-memory store,
 // and bans found there keep applying until the engine goes away.
 type scorer struct {
-	primary  threat.Store
+	primary threat.Store
+	// clones is primary as a CloneCounter, nil when it is not one: clone
+	// detection then counts in fallback, per gateway.
+	clones   threat.CloneCounter
 	fallback *threat.MemoryStore
 	clock    Clock
 	log      *zap.Logger
@@ -38,12 +41,38 @@ type scorer struct {
 }
 
 func newScorer(primary threat.Store, clock Clock, log *zap.Logger) *scorer {
-	return &scorer{primary: primary, fallback: threat.NewMemoryStore(clock), clock: clock, log: log}
+	cc, _ := primary.(threat.CloneCounter)
+	return &scorer{primary: primary, clones: cc, fallback: threat.NewMemoryStore(clock), clock: clock, log: log}
+}
+
+// bannedCounting is banned, and counts use for clone detection in the same
+// call to the store when the store can (threat.CloneCounter). A store that
+// cannot, or fails, counts in the fallback: counts are then per gateway.
+func (sc *scorer) bannedCounting(ctx context.Context, ns string, s threat.Subject, use threat.CertUse, p threat.ClonePolicy) (time.Time, threat.CloneResult) {
+	if use.CertSHA == "" || !p.Enabled() {
+		return sc.banned(ctx, ns, s), threat.CloneResult{}
+	}
+	if sc.clones == nil {
+		_, res, _ := sc.fallback.BannedCounting(ctx, ns, threat.Subject{}, use, p)
+		return sc.banned(ctx, ns, s), res
+	}
+	until, res, err := sc.clones.BannedCounting(ctx, ns, s, use, p)
+	if err != nil {
+		_, res, _ = sc.fallback.BannedCounting(ctx, ns, threat.Subject{}, use, p)
+	}
+	return sc.settleBan(ctx, ns, s, until, err), res
 }
 
 // banned returns the latest ban expiry for s, or the zero time.
 func (sc *scorer) banned(ctx context.Context, ns string, s threat.Subject) time.Time {
 	until, err := sc.primary.Banned(ctx, ns, s)
+	return sc.settleBan(ctx, ns, s, until, err)
+}
+
+// settleBan turns the primary store's answer to a ban check into the ban
+// that applies: none when the store failed (noted), and the fallback's ban
+// when the store has ever failed and that one lasts longer.
+func (sc *scorer) settleBan(ctx context.Context, ns string, s threat.Subject, until time.Time, err error) time.Time {
 	if err != nil {
 		sc.noteError("banned", err)
 		until = time.Time{}

@@ -40,6 +40,8 @@ type Set struct {
 	AppID       string
 	IdentityURI string
 	FailSafe    threat.Policy
+	// Clone is clone detection (clone_detection); the zero value is off.
+	Clone threat.ClonePolicy
 
 	// CACerts are the trust anchors; IntermediateCerts the optional
 	// configured intermediates. Roots and Intermediates are the same as pools.

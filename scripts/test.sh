@@ -64,6 +64,13 @@ done
 # The same forwarded-certificate header through both gateways' paths: the
 # same chain or the same refusal (issue 11's differential fuzz).
 go test -run='^$' -fuzz='^FuzzKitCertHeader$' -fuzztime=15s ./parity
+# mcc server: every request body decoder, and the event scanners checked
+# against encoding/json.
+for target in FuzzRequestDecode FuzzJSONScan; do
+	go test -run='^$' -fuzz="^${target}\$" -fuzztime=15s ./server/api
+done
+# Android key attestation: the KeyDescription parser takes what an app sends.
+go test -run='^$' -fuzz='^FuzzAndroidKeyDescription$' -fuzztime=15s ./pki/attest
 
 if [ "${MCC_SKIP_XCADDY:-}" != 1 ]; then
 	echo "== xcaddy build (the README's line)"

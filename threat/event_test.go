@@ -238,8 +238,8 @@ func TestNewEventID(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 1000 {
 		id := threat.NewEventID()
-		if len(id) != 36 || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
-			t.Fatalf("id %q is not a version 4 UUID", id)
+		if len(id) != 36 || id[14] != '7' || !strings.ContainsRune("89ab", rune(id[19])) {
+			t.Fatalf("id %q is not a version 7 UUID", id)
 		}
 		if _, err := hex.DecodeString(strings.ReplaceAll(id, "-", "")); err != nil {
 			t.Fatalf("id %q: %v", id, err)

@@ -83,6 +83,8 @@ type MemoryStore struct {
 	// common case, without taking a lock.
 	bans       atomic.Int64
 	banHorizon atomic.Int64
+	// clones counts certificate uses for clone detection (clone_memory.go).
+	clones *cloneTable
 }
 
 var (
@@ -105,7 +107,7 @@ func NewMemoryStoreSize(now func() time.Time, maxEntries int) *MemoryStore {
 		maxEntries = DefaultMaxEntries
 	}
 	perShard := (maxEntries + memoryShards - 1) / memoryShards
-	s := &MemoryStore{now: now, seed: maphash.MakeSeed()}
+	s := &MemoryStore{now: now, seed: maphash.MakeSeed(), clones: newCloneTable(DefaultMaxCloneEntries)}
 	for i := range s.shards {
 		s.shards[i].m = make(map[memKey]*memEntry)
 		s.shards[i].max = perShard
@@ -298,6 +300,7 @@ func (s *MemoryStore) Sweep(limit int) {
 		s.sweepAll(sh, now, limit)
 		sh.mu.Unlock()
 	}
+	s.clones.sweep(now, limit)
 }
 
 // Close releases nothing: the store lives in memory and stops with its owner.

@@ -6,8 +6,7 @@ type Reason string
 
 // Reason codes, one per failure class. docs/ARCHITECTURE.md ("Reason codes")
 // lists them; the JSON Schema in schema/threat-event.v1.json enumerates them.
-// A code is added here only together with the code that produces it (the
-// clone detection issue adds RATE_ANOMALY that way).
+// A code is added here only together with the code that produces it.
 const (
 	ReasonNone              Reason = ""
 	ReasonNoClientCert      Reason = "NO_CLIENT_CERT"
@@ -26,6 +25,12 @@ const (
 	// ReasonConfigError is a request for a fusion set the gateway does not
 	// know: always a deny, never an allow.
 	ReasonConfigError Reason = "CONFIG_ERROR"
+	// ReasonRateAnomaly is clone detection: a certificate that verifies
+	// was used from more distinct client addresses or device ids within
+	// the set's window than its clone_detection thresholds allow. It is
+	// reported, never blocked, and scores the client, never the
+	// certificate (see ClonePolicy).
+	ReasonRateAnomaly Reason = "RATE_ANOMALY"
 )
 
 // AllReasons lists every reason code, in a stable order.
@@ -34,6 +39,7 @@ var AllReasons = []Reason{
 	ReasonCertRevoked, ReasonIdentityMismatch, ReasonWeakCrypto, ReasonWrongKeyUsage,
 	ReasonCertMalformed, ReasonBuildBlocked, ReasonFailSafeActive,
 	ReasonHandshakeFailed, ReasonSpoofedCertHeader, ReasonConfigError,
+	ReasonRateAnomaly,
 }
 
 // DefaultScores is the per-event score of each reason when a fusion set does
@@ -54,6 +60,7 @@ var DefaultScores = map[Reason]int{
 	ReasonHandshakeFailed:   20,
 	ReasonSpoofedCertHeader: 50,
 	ReasonConfigError:       0,
+	ReasonRateAnomaly:       10,
 }
 
 // Valid reports whether r is a known reason code.
@@ -93,6 +100,9 @@ var reasonSubjects = map[Reason]SubjectSet{
 	ReasonHandshakeFailed:   ClientSubjects,
 	ReasonSpoofedCertHeader: ClientSubjects,
 	ReasonConfigError:       NoSubjects,
+	// The client that pushed the certificate over the threshold, never
+	// the certificate: a build certificate is every install's.
+	ReasonRateAnomaly: ClientSubjects,
 }
 
 // Subjects returns the subject kinds a failure with reason r may score (see

@@ -96,6 +96,21 @@ type Store interface {
 	Close() error
 }
 
+// CloneCounter is implemented by stores that count certificate uses for
+// clone detection (ClonePolicy) in the same call as the ban check, so that
+// the good path of a request still makes one call to the store: one round
+// trip to a shared one. Both stores of this module implement it; the engine
+// counts in its local memory store for one that does not.
+type CloneCounter interface {
+	// BannedCounting is Banned for s and, when use.CertSHA is set and p is
+	// enabled, counts use (its address and device id) against the
+	// certificate in p's window and returns the distinct counts, with
+	// Report set for the one use that first raised a report level in the
+	// window (ClonePolicy.Levels), across every gateway sharing the store.
+	// With nothing to count it returns a zero CloneResult.
+	BannedCounting(ctx context.Context, ns string, s Subject, use CertUse, p ClonePolicy) (time.Time, CloneResult, error)
+}
+
 // HealthReporter is implemented by stores that know when they cannot serve
 // before a call fails (a Redis store whose circuit breaker is open). The
 // engine reports it as its store fallback state (fusion.EngineStats), which

@@ -28,6 +28,9 @@ const eventsBatchSize = 500
 // devices, 1,000 certificates, a unique request id, 30 days of times.
 func eventsSynthetic(i int, start time.Time) *threat.Event {
 	reason := threat.AllReasons[i%len(threat.AllReasons)]
+	// Devices and addresses in no order (a multiplicative hash of i), as
+	// traffic brings them: their index entries land on random pages.
+	scatter := int(uint32(i) * 2654435761)
 	serial := fmt.Sprintf("%x", 0x10000+i%1000)
 	return &threat.Event{
 		Schema: threat.SchemaID, ID: threat.NewEventID(), Name: threat.FeatureName,
@@ -35,12 +38,12 @@ func eventsSynthetic(i int, start time.Time) *threat.Event {
 		ReasonCode: reason, ReasonData: map[string]any{"detail": "synthetic"},
 		CurrentThreatEventScore: threat.DefaultScores[reason], ThreatEventsScore: threat.DefaultScores[reason],
 		Message:       "This app build is not allowed.",
-		ExternalID:    fmt.Sprintf("req-%08d", i),
+		ExternalID:    fmt.Sprintf("req-%08x", uint32(i)*2654435761),
 		FusedAppToken: fmt.Sprintf("build-%d", i%1000),
-		Device:        map[string]string{"deviceID": fmt.Sprintf("device-%06d", i%100_000), "osVersion": "17.4", "devicePlatform": "ios"},
+		Device:        map[string]string{"deviceID": fmt.Sprintf("device-%06d", scatter%100_000), "osVersion": "17.4", "devicePlatform": "ios"},
 		FusionSet:     fmt.Sprintf("set-%d", i%10),
 		Mode:          threat.ModeDefense, Action: threat.ActionBlocked, Gateway: threat.GatewayCaddy, Node: "node-1",
-		ClientIP: fmt.Sprintf("10.%d.%d.%d", i%50_000/65536, i%50_000/256%256, i%256),
+		ClientIP: fmt.Sprintf("10.%d.%d.%d", scatter%50_000/65536, scatter%50_000/256%256, scatter%256),
 		SNI:      "api.example.com", Host: "api.example.com", Method: "GET", Path: "/accounts",
 		Certificate: &threat.CertInfo{
 			Serial: serial, SHA256: strings.Repeat("ab", 32), Subject: "CN=app", Issuer: "CN=mcc set CA",

@@ -45,7 +45,12 @@ type Deps struct {
 // API is the handler set.
 type API struct {
 	Deps
-	mux *http.ServeMux
+	// largeBodies holds a slot for each request being served on a route
+	// with a large body limit (bodyLimits): a batch of events takes tens
+	// of MiB while it is checked and stored, so a few at once bound the
+	// memory one token can make the server use.
+	largeBodies chan struct{}
+	mux         *http.ServeMux
 	// routes are registered once; Routes reports them.
 	routes []Route
 }
@@ -73,7 +78,7 @@ func New(d Deps) *API {
 	if d.MaxBody == 0 {
 		d.MaxBody = DefaultMaxBody
 	}
-	a := &API{Deps: d, mux: http.NewServeMux()}
+	a := &API{Deps: d, mux: http.NewServeMux(), largeBodies: make(chan struct{}, maxLargeBodies)}
 	a.register()
 	return a
 }
@@ -158,11 +163,26 @@ func (a *API) wrap(scope auth.Scope, h handlerFunc) http.Handler {
 			}
 			caller = c
 		}
+		if _, large := bodyLimits[r.Method+" "+r.URL.Path]; large {
+			select {
+			case a.largeBodies <- struct{}{}:
+				defer func() { <-a.largeBodies }()
+			default:
+				writeProblem(w, r, a.Log, &Problem{Name: "rate-limited", Status: http.StatusTooManyRequests,
+					Detail: "the server is storing other large batches; retry", retryAfter: "1"})
+				return
+			}
+		}
 		if err := h(w, r, caller); err != nil {
 			writeProblem(w, r, a.Log, err)
 		}
 	})
 }
+
+// maxLargeBodies is how many requests with a large body (bodyLimits) are
+// served at once; more are answered 429 with Retry-After (the webhook
+// sink retries them).
+const maxLargeBodies = 4
 
 // maxBody is the body limit of r: the route's own (bodyLimits) or MaxBody.
 func (a *API) maxBody(r *http.Request) int64 {

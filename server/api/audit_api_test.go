@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"testing"
+
+	"github.com/mccgate/mcc/server/auth"
 )
 
 type auditPage struct {
@@ -21,13 +23,13 @@ type auditPage struct {
 }
 
 func TestAuditAPI(t *testing.T) {
-	e := setsStart(t) // two token.create entries
-	resp, data := e.do(t, "PUT", "/v1/fusion-sets/bank-prod", e.admin, setsDoc("bank-prod", "defense"), "Content-Type", yamlType)
-	setsWant(t, resp, data, http.StatusCreated, nil) // ca.create, fusion-set.publish
+	e := startAPI(t, envOptions{scopes: adminAndRead}) // two token.create entries
+	resp, data := e.do(t, "PUT", "/v1/fusion-sets/bank-prod", e.token[auth.ScopeAdmin], setsDoc("bank-prod", "defense"), "Content-Type", yamlType)
+	wantAnswer(t, resp, data, http.StatusCreated, nil) // ca.create, fusion-set.publish
 
 	var all auditPage
-	resp, data = e.do(t, "GET", "/v1/audit", e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &all)
+	resp, data = e.do(t, "GET", "/v1/audit", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &all)
 	if len(all.Items) != 4 || all.NextCursor != "" {
 		t.Fatalf("audit: %s", data)
 	}
@@ -41,26 +43,26 @@ func TestAuditAPI(t *testing.T) {
 	}
 	// Pages by cursor, and by ?after=.
 	var pg auditPage
-	resp, data = e.do(t, "GET", "/v1/audit?limit=3", e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &pg)
+	resp, data = e.do(t, "GET", "/v1/audit?limit=3", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &pg)
 	if len(pg.Items) != 3 || pg.NextCursor == "" {
 		t.Fatalf("page 1: %s", data)
 	}
 	next := pg.NextCursor
 	pg = auditPage{}
-	resp, data = e.do(t, "GET", "/v1/audit?limit=3&cursor="+next, e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &pg)
+	resp, data = e.do(t, "GET", "/v1/audit?limit=3&cursor="+next, e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &pg)
 	if len(pg.Items) != 1 || pg.Items[0].Seq != 4 || pg.NextCursor != "" {
 		t.Fatalf("page 2: %s", data)
 	}
 	pg = auditPage{}
-	resp, data = e.do(t, "GET", "/v1/audit?after=2", e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &pg)
+	resp, data = e.do(t, "GET", "/v1/audit?after=2", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &pg)
 	if len(pg.Items) != 2 || pg.Items[0].Seq != 3 {
 		t.Fatalf("after=2: %s", data)
 	}
 	for _, q := range []string{"?after=-1", "?after=x", "?limit=0", "?cursor=!!", "?seq=1"} {
-		resp, data = e.do(t, "GET", "/v1/audit"+q, e.reader, "")
+		resp, data = e.do(t, "GET", "/v1/audit"+q, e.token[auth.ScopeRead], "")
 		if resp.StatusCode != 400 && resp.StatusCode != 422 {
 			t.Errorf("GET /v1/audit%s: %d %s", q, resp.StatusCode, data)
 		}
@@ -72,8 +74,8 @@ func TestAuditAPI(t *testing.T) {
 		Head    string `json:"head"`
 		Detail  string `json:"detail"`
 	}
-	resp, data = e.do(t, "GET", "/v1/audit/verify", e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &v)
+	resp, data = e.do(t, "GET", "/v1/audit/verify", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &v)
 	if !v.Valid || v.Entries != 4 || v.Head != all.Items[3].Hash {
 		t.Fatalf("verify: %s", data)
 	}
@@ -82,11 +84,11 @@ func TestAuditAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Valid = true
-	resp, data = e.do(t, "GET", "/v1/audit/verify", e.reader, "")
-	setsWant(t, resp, data, http.StatusOK, &v)
+	resp, data = e.do(t, "GET", "/v1/audit/verify", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusOK, &v)
 	if v.Valid || v.Detail == "" {
 		t.Fatalf("verify after tampering: %s", data)
 	}
 	resp, data = e.do(t, "GET", "/v1/audit", "", "")
-	setsWant(t, resp, data, http.StatusUnauthorized, nil)
+	wantAnswer(t, resp, data, http.StatusUnauthorized, nil)
 }

@@ -14,25 +14,13 @@ import (
 	"github.com/mccgate/mcc/threat/threattest"
 )
 
-// badinputProblem is the part of a problem the tests look at.
-type badinputProblem struct {
-	Type   string `json:"type"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Scope  string `json:"scope"`
-	Errors []struct {
-		Field  string `json:"field"`
-		Detail string `json:"detail"`
-	} `json:"errors"`
-}
-
 // badinputExpect sends q and checks the answer is the problem type (and,
 // when field is set, that errors[] names it). The environment's checker
 // validates the answer against openapi.json and refuses any 5xx.
-func badinputExpect(t *testing.T, e *contractEnv, q contractReq, problem, field string) contractResp {
+func badinputExpect(t *testing.T, e *apiEnv, q contractReq, problem, field string) contractResp {
 	t.Helper()
-	r := e.do(t, q)
-	var p badinputProblem
+	r := e.send(t, q)
+	var p apiProblem
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		t.Errorf("%s %s: not a problem: %s", q.method, q.path, r.body)
 		return r
@@ -41,10 +29,7 @@ func badinputExpect(t *testing.T, e *contractEnv, q contractReq, problem, field 
 		t.Errorf("%s %s: type %q, want urn:mcc:problem:%s (%s)", q.method, q.path, p.Type, problem, r.body)
 	}
 	if field != "" {
-		var fields []string
-		for _, fe := range p.Errors {
-			fields = append(fields, fe.Field)
-		}
+		fields := p.fields()
 		if len(fields) == 0 || fields[0] != field {
 			t.Errorf("%s %s: errors name %v, want %q first (%s)", q.method, q.path, fields, field, r.body)
 		}
@@ -53,7 +38,7 @@ func badinputExpect(t *testing.T, e *contractEnv, q contractReq, problem, field 
 }
 
 func TestBadInputMalformedJSON(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
 	for _, body := range []string{
 		`{"name":`, `{"name":"a","scopes":["read"]} {}`, `{"name":"a","scopes":["read"]}garbage`,
@@ -64,7 +49,7 @@ func TestBadInputMalformedJSON(t *testing.T) {
 }
 
 func TestBadInputWrongTypesAndUnknownFields(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin, revoke, issue := e.token[auth.ScopeAdmin], e.token[auth.ScopeRevoke], e.token[auth.ScopeIssue]
 	for _, c := range []struct {
 		q     contractReq
@@ -102,7 +87,7 @@ func TestBadInputWrongTypesAndUnknownFields(t *testing.T) {
 }
 
 func TestBadInputMediaTypeAndCursor(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset", ";;"} {
 		badinputExpect(t, e, contractReq{method: "POST", path: "/v1/tokens", token: admin, ctype: ct, body: `{"name":"a","scopes":["read"]}`, want: 415},
@@ -114,7 +99,7 @@ func TestBadInputMediaTypeAndCursor(t *testing.T) {
 }
 
 func TestBadInputBodyTooLarge(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	big := `{"name":"` + strings.Repeat("a", 1<<20) + `","scopes":["read"]}`
 	badinputExpect(t, e, contractReq{method: "POST", path: "/v1/tokens", token: e.token[auth.ScopeAdmin], body: big, want: 413}, "body-too-large", "")
 	badinputExpect(t, e, contractReq{method: "PUT", path: "/v1/fusion-sets/bank-prod", token: e.token[auth.ScopeAdmin], ctype: "application/yaml",
@@ -122,7 +107,7 @@ func TestBadInputBodyTooLarge(t *testing.T) {
 	// Event batches may be 8 MiB: 2 MiB is read (and refused for its
 	// content), 9 MiB is not.
 	mid := `{"events":[],"pad":"` + strings.Repeat("x", 2<<20) + `"}`
-	r := e.do(t, contractReq{method: "POST", path: "/v1/events", token: e.token[auth.ScopeEventsWrite], body: mid})
+	r := e.send(t, contractReq{method: "POST", path: "/v1/events", token: e.token[auth.ScopeEventsWrite], body: mid})
 	if r.status == 413 {
 		t.Errorf("a 2 MiB event batch is refused as too large")
 	}
@@ -133,7 +118,7 @@ func TestBadInputBodyTooLarge(t *testing.T) {
 // TestBadInputUnauthorized: a missing, malformed, wrong, unknown, expired
 // or revoked token gets the very same answer, which never echoes it.
 func TestBadInputUnauthorized(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	ctx := context.Background()
 	good := e.token[auth.ScopeRead]
 	expiring, _, err := e.tokens.Create(ctx, "badinput-expiring", []auth.Scope{auth.ScopeRead}, time.Hour, "cli:test")
@@ -160,7 +145,7 @@ func TestBadInputUnauthorized(t *testing.T) {
 		"no space":     {header: map[string]string{"Authorization": "Bearer" + good}},
 		"lower scheme": {header: map[string]string{"Authorization": "bearer " + wrongSecret}},
 	}
-	e.skew.Store(int64(2 * time.Hour))
+	e.clock.Add(2 * time.Hour)
 	cases["expired"] = contractReq{token: expiring}
 	var first string
 	for name, q := range cases {
@@ -181,11 +166,11 @@ func TestBadInputUnauthorized(t *testing.T) {
 		}
 	}
 	// The good token still works with the moved clock.
-	e.do(t, contractReq{method: "GET", path: "/v1/certificates", token: good, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/certificates", token: good, want: 200})
 }
 
 func TestBadInputForbidden(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	for _, c := range []struct {
 		method, path, body string
 		scope              auth.Scope
@@ -199,7 +184,7 @@ func TestBadInputForbidden(t *testing.T) {
 		{"PUT", "/v1/fusion-sets/bank-prod", `{"document":"x"}`, auth.ScopeAdmin, auth.ScopeIssue},
 	} {
 		r := badinputExpect(t, e, contractReq{method: c.method, path: c.path, body: c.body, token: e.token[c.token], want: 403}, "forbidden", "")
-		var p badinputProblem
+		var p apiProblem
 		json.Unmarshal(r.body, &p)
 		if p.Scope != string(c.scope) {
 			t.Errorf("%s %s: scope %q, want %q", c.method, c.path, p.Scope, c.scope)
@@ -208,11 +193,11 @@ func TestBadInputForbidden(t *testing.T) {
 }
 
 func TestBadInputRateLimited(t *testing.T) {
-	e := contractStart(t, auth.NewLimiter(0.5, 2))
+	e := startAPI(t, envOptions{limiter: auth.NewLimiter(0.5, 2)})
 	tok := e.token[auth.ScopeRead]
 	var limited contractResp
 	for i := 0; i < 3; i++ {
-		limited = e.do(t, contractReq{method: "GET", path: "/v1/audit/verify", token: tok})
+		limited = e.send(t, contractReq{method: "GET", path: "/v1/audit/verify", token: tok})
 	}
 	if limited.status != 429 {
 		t.Fatalf("third request within the burst of 2: status %d, want 429", limited.status)
@@ -221,21 +206,21 @@ func TestBadInputRateLimited(t *testing.T) {
 	if err != nil || secs < 1 {
 		t.Errorf("Retry-After %q, want whole seconds >= 1", limited.header.Get("Retry-After"))
 	}
-	var p badinputProblem
+	var p apiProblem
 	json.Unmarshal(limited.body, &p)
 	if p.Type != "urn:mcc:problem:rate-limited" {
 		t.Errorf("type %q", p.Type)
 	}
 	// Another token has its own budget.
-	e.do(t, contractReq{method: "GET", path: "/v1/audit/verify", token: e.token[auth.ScopeAdmin], want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/audit/verify", token: e.token[auth.ScopeAdmin], want: 200})
 }
 
 func TestBadInputNotFoundAndMethod(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
 	for _, p := range []string{"/v1/nope", "/v1/fusion-sets/..%2f..%2fetc/ca.pem", "/v1/fusion-sets/UPPER/crl.pem", "/v1/certificates/zz%00",
 		"/v1/fusion-sets/bank-prod/versions/-1", "/v1/fusion-sets/bank-prod/versions/99999999999999999999", "/v1/events/" + strings.Repeat("a", 2000)} {
-		r := e.do(t, contractReq{method: "GET", path: p, token: admin})
+		r := e.send(t, contractReq{method: "GET", path: p, token: admin})
 		if r.status != 404 && r.status != 422 {
 			t.Errorf("GET %s: %d, want 404 or 422: %s", p, r.status, r.body)
 		}
@@ -256,7 +241,7 @@ func TestBadInputNotFoundAndMethod(t *testing.T) {
 // TestBadInputNoServerError sends hostile values to every parameter of
 // every list route: none may answer 5xx (the environment checks).
 func TestBadInputNoServerError(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
 	hostile := []string{"", "%00", "%ff%fe", "'%20OR%201=1--", strings.Repeat("9", 400), "-1", "1e309", "2026-02-30T00:00:00Z", "..%2f..", "%E2%80%AE"}
 	params := map[string][]string{
@@ -269,7 +254,7 @@ func TestBadInputNoServerError(t *testing.T) {
 	for path, names := range params {
 		for _, n := range names {
 			for _, v := range hostile {
-				r := e.do(t, contractReq{method: "GET", path: fmt.Sprintf("%s?%s=%s", path, n, v), token: admin, lenient: true})
+				r := e.send(t, contractReq{method: "GET", path: fmt.Sprintf("%s?%s=%s", path, n, v), token: admin, lenient: true})
 				if r.status != 200 && r.status != 400 && r.status != 422 {
 					t.Errorf("GET %s?%s=%s: %d", path, n, v, r.status)
 				}

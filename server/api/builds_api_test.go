@@ -16,9 +16,9 @@ import (
 )
 
 // buildsCA reads the set's CA certificate the way a gateway operator does.
-func buildsCA(t *testing.T, e *certsEnv) []byte {
+func buildsCA(t *testing.T, e *apiEnv) []byte {
 	t.Helper()
-	resp, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/ca.pem", "", nil)
+	resp, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/ca.pem", "", "")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("ca.pem: %d %s", resp.StatusCode, body)
 	}
@@ -26,12 +26,12 @@ func buildsCA(t *testing.T, e *certsEnv) []byte {
 }
 
 func TestBuildsIssueBundleRecordAndAudit(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	b := e.issue(t, "build-4711", map[string]any{"buildUser": "ci", "buildHost": "runner-7", "sdkVersion": "35",
 		"buildDate": "2026-12-01T08:00:00Z", "validFor": "720h"})
 	c := b.Certificate
 	if c.FusionSet != "bank-prod" || c.AppID != "com.example.bank" || c.BuildID != "build-4711" || c.Kind != "build" ||
-		c.Profile != "modern" || c.Status != "valid" || !strings.HasPrefix(c.IssuedBy, "certs-") {
+		c.Profile != "modern" || c.Status != "valid" || c.IssuedBy != "issue" {
 		t.Fatalf("certificate %+v", c)
 	}
 	if b.Bundle.Format != string(pki.FormatModern2023) || len(b.Bundle.Password) != 64 || b.LegacyBundle != nil {
@@ -69,7 +69,7 @@ func TestBuildsIssueBundleRecordAndAudit(t *testing.T) {
 		Record json.RawMessage `json:"record"`
 		Status string          `json:"status"`
 	}
-	e.json(t, "GET", "/v1/certificates/"+c.Serial, auth.ScopeRead, nil, http.StatusOK, &got)
+	e.json(t, "GET", "/v1/certificates/"+c.Serial, e.token[auth.ScopeRead], nil, http.StatusOK, &got)
 	if got.Status != "valid" || !bytes.Equal(compactJSON(t, got.Record), compactJSON(t, b.Record)) || got.PEM != rec.Certificate.PEM {
 		t.Fatalf("stored certificate differs: %s", got.Status)
 	}
@@ -78,7 +78,7 @@ func TestBuildsIssueBundleRecordAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := entries[len(entries)-1]
-	if last.Action != store.AuditCertIssue || last.Subject != "certificate/"+c.Serial || !strings.HasPrefix(last.Actor, "token:certs-") ||
+	if last.Action != store.AuditCertIssue || last.Subject != "certificate/"+c.Serial || last.Actor != "token:issue" ||
 		last.Detail["buildId"] != "build-4711" {
 		t.Fatalf("audit entry %+v", last)
 	}
@@ -99,7 +99,7 @@ func compactJSON(t *testing.T, raw []byte) []byte {
 }
 
 func TestBuildsProfiles(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	legacy := e.issue(t, "b-legacy", map[string]any{"profile": "legacy"})
 	if legacy.Bundle.Format != string(pki.FormatLegacyDES) || legacy.LegacyBundle != nil {
 		t.Fatalf("legacy profile: %s, %v", legacy.Bundle.Format, legacy.LegacyBundle)
@@ -109,7 +109,7 @@ func TestBuildsProfiles(t *testing.T) {
 		both.LegacyBundle.Password == both.Bundle.Password {
 		t.Fatalf("both profile: %+v", both.LegacyBundle)
 	}
-	for _, b := range []*certsBundle{&legacy.Bundle, &both.Bundle, both.LegacyBundle} {
+	for _, b := range []*issuedBundle{&legacy.Bundle, &both.Bundle, both.LegacyBundle} {
 		if _, leaf, _, err := pki.DecodeBundle(b.Data, b.Password); err != nil || leaf == nil {
 			t.Fatalf("%s bundle does not open: %v", b.Format, err)
 		}
@@ -121,7 +121,7 @@ func TestBuildsProfiles(t *testing.T) {
 }
 
 func TestBuildsRefusals(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	path := "/v1/fusion-sets/bank-prod/builds"
 	for name, c := range map[string]struct {
 		body   string
@@ -147,33 +147,33 @@ func TestBuildsRefusals(t *testing.T) {
 		"blocked build":     {`{"appId":"com.example.bank","buildId":"build-1337"}`, 422, "invalid-request", nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var p certsProblem
-			e.json(t, "POST", path, auth.ScopeIssue, c.body, c.status, &p)
+			var p apiProblem
+			e.json(t, "POST", path, e.token[auth.ScopeIssue], c.body, c.status, &p)
 			if p.Type != "urn:mcc:problem:"+c.typ || fmt.Sprint(p.fields()) != fmt.Sprint(c.fields) {
 				t.Fatalf("problem %+v, want %s with fields %v", p, c.typ, c.fields)
 			}
 		})
 	}
 	ok := `{"appId":"com.example.bank","buildId":"b1"}`
-	e.json(t, "POST", "/v1/fusion-sets/no-such-set/builds", auth.ScopeIssue, ok, 404, nil)
-	e.json(t, "POST", "/v1/fusion-sets/Bad_Set/builds", auth.ScopeIssue, ok, 404, nil)
+	e.json(t, "POST", "/v1/fusion-sets/no-such-set/builds", e.token[auth.ScopeIssue], ok, 404, nil)
+	e.json(t, "POST", "/v1/fusion-sets/Bad_Set/builds", e.token[auth.ScopeIssue], ok, 404, nil)
 	e.json(t, "POST", path, "", ok, 401, nil)
-	e.json(t, "POST", path, auth.ScopeRead, ok, 403, nil)
-	e.json(t, "POST", path, auth.ScopeRevoke, ok, 403, nil)
+	e.json(t, "POST", path, e.token[auth.ScopeRead], ok, 403, nil)
+	e.json(t, "POST", path, e.token[auth.ScopeRevoke], ok, 403, nil)
 	// Nothing above issued a certificate.
 	var list struct{ Items []any }
-	e.json(t, "GET", "/v1/certificates", auth.ScopeRead, nil, 200, &list)
+	e.json(t, "GET", "/v1/certificates", e.token[auth.ScopeRead], nil, 200, &list)
 	if len(list.Items) != 0 {
 		t.Fatalf("refused requests issued %d certificates", len(list.Items))
 	}
 }
 
 func TestIdemRetryReturnsTheSameBuild(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	path := "/v1/fusion-sets/bank-prod/builds"
-	body := []byte(`{"appId":"com.example.bank","buildId":"b-42"}`)
-	post := func(scope auth.Scope, body []byte, key string) (*http.Response, []byte) {
-		return e.do(t, "POST", path, scope, body, "Content-Type", "application/json", "Idempotency-Key", key)
+	body := `{"appId":"com.example.bank","buildId":"b-42"}`
+	post := func(scope auth.Scope, body, key string) (*http.Response, []byte) {
+		return e.do(t, "POST", path, e.token[scope], body, "Content-Type", "application/json", "Idempotency-Key", key)
 	}
 	r1, first := post(auth.ScopeIssue, body, "ci-run-1")
 	r2, again := post(auth.ScopeIssue, body, "ci-run-1")
@@ -184,7 +184,7 @@ func TestIdemRetryReturnsTheSameBuild(t *testing.T) {
 		t.Fatalf("Idempotent-Replayed: %q then %q", r1.Header.Get("Idempotent-Replayed"), r2.Header.Get("Idempotent-Replayed"))
 	}
 	// Same key, another body: refused, nothing issued.
-	r3, p := post(auth.ScopeIssue, []byte(`{"appId":"com.example.bank","buildId":"b-43"}`), "ci-run-1")
+	r3, p := post(auth.ScopeIssue, `{"appId":"com.example.bank","buildId":"b-43"}`, "ci-run-1")
 	if r3.StatusCode != 422 || !strings.Contains(string(p), "urn:mcc:problem:idempotency-key-reused") {
 		t.Fatalf("same key, other body: %d %s", r3.StatusCode, p)
 	}
@@ -199,7 +199,7 @@ func TestIdemRetryReturnsTheSameBuild(t *testing.T) {
 	}
 	// Two certificates in all (the issue token's and the admin's), and the
 	// stored response does not show the bundle password.
-	var b certsBuild
+	var b issuedBuild
 	json.Unmarshal(first, &b)
 	var n int
 	if err := e.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM certificates`).Scan(&n); err != nil || n != 2 {
@@ -223,8 +223,8 @@ func TestIdemRetryReturnsTheSameBuild(t *testing.T) {
 // once with one key: one certificate; every answer is that build (201) or
 // "still running" (409).
 func TestIdemConcurrentRetriesIssueOnce(t *testing.T) {
-	e := certsStart(t)
-	serials := idemRace(t, []*certsEnv{e}, 8, `{"appId":"com.example.bank","buildId":"b-race"}`, "race")
+	e := startBankProd(t)
+	serials := idemRace(t, []*apiEnv{e}, 8, `{"appId":"com.example.bank","buildId":"b-race"}`, "race")
 	var n int
 	if err := e.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM certificates`).Scan(&n); err != nil || n != 1 || len(serials) != 1 {
 		t.Fatalf("%d certificates (%v), %d serials answered", n, err, len(serials))
@@ -234,7 +234,7 @@ func TestIdemConcurrentRetriesIssueOnce(t *testing.T) {
 // idemRace sends one build request n times at once with one key, spread
 // over the instances, and returns the serials of the 201 answers; any
 // answer but 201 or 409 (still running) fails the test.
-func idemRace(t *testing.T, envs []*certsEnv, n int, body, key string) map[string]bool {
+func idemRace(t *testing.T, envs []*apiEnv, n int, body, key string) map[string]bool {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	serials := map[string]bool{}
@@ -242,13 +242,14 @@ func idemRace(t *testing.T, envs []*certsEnv, n int, body, key string) map[strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, data := envs[i%len(envs)].do(t, "POST", "/v1/fusion-sets/bank-prod/builds", auth.ScopeIssue, []byte(body),
+			env := envs[i%len(envs)]
+			resp, data := env.do(t, "POST", "/v1/fusion-sets/bank-prod/builds", env.token[auth.ScopeIssue], body,
 				"Content-Type", "application/json", "Idempotency-Key", key)
 			mu.Lock()
 			defer mu.Unlock()
 			switch resp.StatusCode {
 			case 201:
-				var b certsBuild
+				var b issuedBuild
 				json.Unmarshal(data, &b)
 				serials[b.Certificate.Serial] = true
 			case 409:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -102,7 +103,7 @@ func TestOpenAPIRoutesMatchDocument(t *testing.T) {
 		}
 		inCode[r.Method+" "+r.Pattern] = scope
 	}
-	for _, k := range contractSortedKeys(inCode) {
+	for _, k := range slices.Sorted(maps.Keys(inCode)) {
 		switch ds, ok := inDoc[k]; {
 		case !ok:
 			t.Errorf("route %s (scope %s) is missing from openapi.json", k, inCode[k])
@@ -110,7 +111,7 @@ func TestOpenAPIRoutesMatchDocument(t *testing.T) {
 			t.Errorf("%s: scope %s in the code, %s in openapi.json", k, inCode[k], ds)
 		}
 	}
-	for _, k := range contractSortedKeys(inDoc) {
+	for _, k := range slices.Sorted(maps.Keys(inDoc)) {
 		if _, ok := inCode[k]; !ok {
 			t.Errorf("openapi.json describes %s, which api.Routes() does not register", k)
 		}
@@ -185,15 +186,6 @@ func contractErrors(errs []*vErrors.ValidationError) string {
 		}
 	}
 	return b.String()
-}
-
-func contractSortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // TestAPIDocListsProblems: docs/api.md, the reference people read, lists

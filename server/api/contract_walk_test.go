@@ -29,7 +29,7 @@ const contractSetDoc = `fusion_sets:
 // SQLite directory, and validates every request the server accepts and
 // every answer against openapi.json. It fails when a route is left out.
 func TestContractWalk(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin, read, issue := e.token[auth.ScopeAdmin], e.token[auth.ScopeRead], e.token[auth.ScopeIssue]
 	revoke, events := e.token[auth.ScopeRevoke], e.token[auth.ScopeEventsWrite]
 	jsonOf := func(v any) string {
@@ -41,62 +41,62 @@ func TestContractWalk(t *testing.T) {
 	}
 
 	// Server.
-	e.do(t, contractReq{method: "GET", path: "/v1/health", want: 200})
-	e.do(t, contractReq{method: "POST", path: "/v1/health", body: "{}", want: 405})
-	e.do(t, contractReq{method: "GET", path: "/v1/openapi.json", want: 200})
-	e.do(t, contractReq{method: "DELETE", path: "/v1/openapi.json", want: 405})
-	e.do(t, contractReq{method: "GET", path: "/v1/no-such-route", token: admin, want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/health", want: 200})
+	e.send(t, contractReq{method: "POST", path: "/v1/health", body: "{}", want: 405})
+	e.send(t, contractReq{method: "GET", path: "/v1/openapi.json", want: 200})
+	e.send(t, contractReq{method: "DELETE", path: "/v1/openapi.json", want: 405})
+	e.send(t, contractReq{method: "GET", path: "/v1/no-such-route", token: admin, want: 404})
 
 	// Tokens.
 	var created struct {
 		Token struct{ ID string } `json:"token"`
 	}
-	e.do(t, contractReq{method: "POST", path: "/v1/tokens", token: admin,
+	e.send(t, contractReq{method: "POST", path: "/v1/tokens", token: admin,
 		body: `{"name":"ci-android","scopes":["issue","read"],"expiresIn":"720h"}`, want: 201}).json(t, &created)
-	e.do(t, contractReq{method: "POST", path: "/v1/tokens", token: admin, body: `{"name":"x","scopes":["read"],"color":"red"}`, want: 422})
-	e.do(t, contractReq{method: "GET", path: "/v1/tokens", token: admin, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/tokens", token: read, want: 403})
-	e.do(t, contractReq{method: "DELETE", path: "/v1/tokens/" + created.Token.ID, token: admin, want: 200})
-	e.do(t, contractReq{method: "DELETE", path: "/v1/tokens/0000000000000000", token: admin, want: 404})
+	e.send(t, contractReq{method: "POST", path: "/v1/tokens", token: admin, body: `{"name":"x","scopes":["read"],"color":"red"}`, want: 422})
+	e.send(t, contractReq{method: "GET", path: "/v1/tokens", token: admin, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/tokens", token: read, want: 403})
+	e.send(t, contractReq{method: "DELETE", path: "/v1/tokens/" + created.Token.ID, token: admin, want: 200})
+	e.send(t, contractReq{method: "DELETE", path: "/v1/tokens/0000000000000000", token: admin, want: 404})
 
 	// Fusion sets.
 	var cand struct{ Valid bool }
-	e.do(t, contractReq{method: "POST", path: "/v1/validate", token: read, ctype: "application/yaml", body: contractSetDoc, want: 200}).json(t, &cand)
+	e.send(t, contractReq{method: "POST", path: "/v1/validate", token: read, ctype: "application/yaml", body: contractSetDoc, want: 200}).json(t, &cand)
 	if !cand.Valid {
 		t.Fatalf("the walk's fusion set does not validate")
 	}
-	e.do(t, contractReq{method: "POST", path: "/v1/validate", token: read, ctype: "text/plain", body: contractSetDoc, want: 415})
-	e.do(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc,
+	e.send(t, contractReq{method: "POST", path: "/v1/validate", token: read, ctype: "text/plain", body: contractSetDoc, want: 415})
+	e.send(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc,
 		header: map[string]string{"If-None-Match": "*"}, want: 201})
-	e.do(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 428})
-	e.do(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc,
+	e.send(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 428})
+	e.send(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc,
 		header: map[string]string{"If-Match": `"7"`}, want: 412})
 	v2 := strings.Replace(contractSetDoc, "threat_events: true", "threat_events: false", 1)
-	e.do(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, body: jsonOf(map[string]string{"document": v2, "comment": "quieter"}),
+	e.send(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, body: jsonOf(map[string]string{"document": v2, "comment": "quieter"}),
 		header: map[string]string{"If-Match": `"1"`}, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets?limit=10", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets?limit=0", token: read, want: 422})
-	r := e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets?limit=10", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets?limit=0", token: read, want: 422})
+	r := e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod", token: read, want: 200})
 	if got := r.header.Get("ETag"); got != `"2"` {
 		t.Errorf("ETag %q after two versions, want \"2\"", got)
 	}
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set", token: read, want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set", token: read, want: 404})
 	var versions struct {
 		Items []struct {
 			Changes []string `json:"changes"`
 		} `json:"items"`
 		NextCursor string `json:"nextCursor"`
 	}
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?limit=1", token: read, want: 200}).json(t, &versions)
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?limit=1", token: read, want: 200}).json(t, &versions)
 	if versions.NextCursor == "" {
 		t.Errorf("a page of 1 of 2 versions has no nextCursor")
 	}
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?cursor=" + versions.NextCursor, token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?cursor=bm90LWEtY3Vyc29y", token: read, want: 400})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions/1", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions/99", token: read, want: 404})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/ca.pem", want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/ca.pem", want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?cursor=" + versions.NextCursor, token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions?cursor=bm90LWEtY3Vyc29y", token: read, want: 400})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions/1", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/versions/99", token: read, want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/ca.pem", want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/ca.pem", want: 404})
 
 	// Builds: a retry with the same key answers the same build.
 	build := `{"appId":"com.example.walk","buildId":"b-1","buildUser":"ci","profile":"both"}`
@@ -106,56 +106,56 @@ func TestContractWalk(t *testing.T) {
 		Bundle      struct{ Data, Password string }
 		Record      json.RawMessage `json:"record"`
 	}
-	e.do(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: build, header: key, want: 201}).json(t, &issued)
-	r = e.do(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: build, header: key, want: 201})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: build, header: key, want: 201}).json(t, &issued)
+	r = e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: build, header: key, want: 201})
 	if r.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("a retry with the same Idempotency-Key is not marked Idempotent-Replayed")
 	}
-	e.do(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue,
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue,
 		body: `{"appId":"com.example.walk","buildId":"b-2"}`, header: key, want: 422})
-	e.do(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: `{"appId":"com.example.walk","buildId":7}`, want: 422})
-	e.do(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: read, body: build, want: 403})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: `{"appId":"com.example.walk","buildId":7}`, want: 422})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: read, body: build, want: 403})
 
 	// Certificates and records.
 	serial := issued.Certificate.Serial
-	e.do(t, contractReq{method: "GET", path: "/v1/certificates?fusionSet=walk-prod&status=valid&issuedAfter=2020-01-01T00:00:00Z", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/certificates?status=sleepy", token: read, want: 422})
-	e.do(t, contractReq{method: "GET", path: "/v1/certificates/" + serial, token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/certificates/abcdef0123", token: read, want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/certificates?fusionSet=walk-prod&status=valid&issuedAfter=2020-01-01T00:00:00Z", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/certificates?status=sleepy", token: read, want: 422})
+	e.send(t, contractReq{method: "GET", path: "/v1/certificates/" + serial, token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/certificates/abcdef0123", token: read, want: 404})
 	var verdict struct{ Valid bool }
-	e.do(t, contractReq{method: "POST", path: "/v1/records/verify", token: read,
+	e.send(t, contractReq{method: "POST", path: "/v1/records/verify", token: read,
 		body: jsonOf(map[string]any{"record": issued.Record, "bundle": issued.Bundle.Data, "password": issued.Bundle.Password}), want: 200}).json(t, &verdict)
 	if !verdict.Valid {
 		t.Errorf("the record the server issued does not verify")
 	}
-	e.do(t, contractReq{method: "POST", path: "/v1/records/verify", token: read, body: `{"record":"nope"}`, want: 422})
+	e.send(t, contractReq{method: "POST", path: "/v1/records/verify", token: read, body: `{"record":"nope"}`, want: 422})
 
 	// Revocation, then the CRL.
-	e.do(t, contractReq{method: "POST", path: "/v1/revocations", token: revoke, body: jsonOf(map[string]any{"serial": serial, "reason": "keyCompromise"}), want: 200})
-	e.do(t, contractReq{method: "POST", path: "/v1/revocations", token: revoke, body: `{"serials":["abcdef0123"]}`, want: 422})
-	r = e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.pem", want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.der", header: map[string]string{"If-None-Match": r.header.Get("ETag")}, want: 304})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.der", want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/crl.pem", want: 404})
-	e.do(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/crl.der", want: 404})
+	e.send(t, contractReq{method: "POST", path: "/v1/revocations", token: revoke, body: jsonOf(map[string]any{"serial": serial, "reason": "keyCompromise"}), want: 200})
+	e.send(t, contractReq{method: "POST", path: "/v1/revocations", token: revoke, body: `{"serials":["abcdef0123"]}`, want: 422})
+	r = e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.pem", want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.der", header: map[string]string{"If-None-Match": r.header.Get("ETag")}, want: 304})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/walk-prod/crl.der", want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/crl.pem", want: 404})
+	e.send(t, contractReq{method: "GET", path: "/v1/fusion-sets/no-such-set/crl.der", want: 404})
 
 	// Events.
 	ev := threattest.Event(threat.ReasonCertRevoked)
 	ev.FusionSet = "walk-prod"
-	e.do(t, contractReq{method: "POST", path: "/v1/events", token: events, body: jsonOf(map[string]any{"events": []*threat.Event{ev}}), want: 200})
-	e.do(t, contractReq{method: "POST", path: "/v1/events", token: events, body: `{"events":[{"schema":"mcc.threat-event/v1"}]}`, want: 422})
-	e.do(t, contractReq{method: "GET", path: "/v1/events?fusionSet=walk-prod&reason=CERT_REVOKED&from=2020-01-01T00:00:00Z", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/events?from=yesterday", token: read, want: 422})
-	e.do(t, contractReq{method: "GET", path: "/v1/events/" + url.PathEscape(ev.ID), token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/events/00000000-0000-0000-0000-000000000000", token: read, want: 404})
+	e.send(t, contractReq{method: "POST", path: "/v1/events", token: events, body: jsonOf(map[string]any{"events": []*threat.Event{ev}}), want: 200})
+	e.send(t, contractReq{method: "POST", path: "/v1/events", token: events, body: `{"events":[{"schema":"mcc.threat-event/v1"}]}`, want: 422})
+	e.send(t, contractReq{method: "GET", path: "/v1/events?fusionSet=walk-prod&reason=CERT_REVOKED&from=2020-01-01T00:00:00Z", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/events?from=yesterday", token: read, want: 422})
+	e.send(t, contractReq{method: "GET", path: "/v1/events/" + url.PathEscape(ev.ID), token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/events/00000000-0000-0000-0000-000000000000", token: read, want: 404})
 
 	// Audit.
-	e.do(t, contractReq{method: "GET", path: "/v1/audit?limit=2", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/audit?limit=501", token: read, want: 422})
-	e.do(t, contractReq{method: "GET", path: "/v1/audit/verify", token: read, want: 200})
-	e.do(t, contractReq{method: "GET", path: "/v1/audit/verify", want: 401})
+	e.send(t, contractReq{method: "GET", path: "/v1/audit?limit=2", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/audit?limit=501", token: read, want: 422})
+	e.send(t, contractReq{method: "GET", path: "/v1/audit/verify", token: read, want: 200})
+	e.send(t, contractReq{method: "GET", path: "/v1/audit/verify", want: 401})
 
-	noSuccess, noFailure := e.check.uncovered()
+	noSuccess, noFailure := e.contract(t).uncovered()
 	if len(noSuccess) > 0 {
 		t.Errorf("routes without a successful request in the walk: %v", noSuccess)
 	}
@@ -193,9 +193,9 @@ func TestContractCheckerCatchesDrift(t *testing.T) {
 // (The walk's validator catches the other direction for the values it
 // sends; the server refuses undeclared parameters itself.)
 func TestContractQueryParameters(t *testing.T) {
-	e := contractStart(t, nil)
+	e := startAPI(t, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
-	e.do(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 201})
+	e.send(t, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 201})
 	var doc struct {
 		Paths      map[string]map[string]json.RawMessage `json:"paths"`
 		Components struct {
@@ -220,7 +220,7 @@ func TestContractQueryParameters(t *testing.T) {
 				continue
 			}
 			target := strings.ReplaceAll(path, "{set}", "walk-prod") + "?" + p.Name + "=" + url.QueryEscape(p.Schema.example())
-			e.do(t, contractReq{method: "GET", path: target, token: admin, want: 200})
+			e.send(t, contractReq{method: "GET", path: target, token: admin, want: 200})
 		}
 	}
 }

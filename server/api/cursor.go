@@ -83,6 +83,13 @@ func knownParams(q url.Values, names ...string) error {
 		if !ok {
 			return invalidField(k, "unknown query parameter")
 		}
+		// Every value may reach a query, and PostgreSQL refuses NUL and
+		// invalid UTF-8: name the parameter rather than fail in the database.
+		for _, v := range q[k] {
+			if detail := plainText(v); detail != "" {
+				return invalidField(k, detail)
+			}
+		}
 	}
 	return nil
 }

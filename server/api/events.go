@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -131,12 +130,11 @@ func eventRow(shape *eventShape, raw json.RawMessage, path string, received time
 			ps.add(path+"."+c.field, detail)
 		}
 	}
-	var doc bytes.Buffer
-	doc.Grow(len(raw))
-	if err := json.Compact(&doc, raw); err != nil { // valid JSON: the body decoded
+	doc, err := compactJSON(raw)
+	if err != nil { // valid JSON: the body decoded
 		ps.add(path, "must be JSON")
 	}
-	e.Doc = doc.String()
+	e.Doc = doc
 	return e
 }
 
@@ -146,6 +144,15 @@ func eventRow(shape *eventShape, raw json.RawMessage, path string, received time
 func indexable(v string) string {
 	if len(v) > maxIndexedBytes {
 		return "at most " + strconv.Itoa(maxIndexedBytes) + " bytes"
+	}
+	return plainText(v)
+}
+
+// plainText says what is wrong with v as text the database stores and
+// indexes ("" when nothing): valid UTF-8 without control characters.
+func plainText(v string) string {
+	if !utf8.ValidString(v) {
+		return "must be valid UTF-8"
 	}
 	for _, c := range v {
 		if c < ' ' || c == 0x7f {

@@ -4,77 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mccgate/mcc/internal/schematest"
-	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
-	"github.com/mccgate/mcc/server/store"
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/threattest"
 	"github.com/mccgate/mcc/threat/webhook"
 )
 
-// eventsEnv is the real API on a real SQLite data directory behind a real
-// HTTP server, with a gateway token (events:write) and a reader.
-type eventsEnv struct {
-	db             *store.DB
-	srv            *httptest.Server
-	writer, reader string
-}
-
-func eventsStart(t *testing.T) *eventsEnv {
-	t.Helper()
-	ctx := context.Background()
-	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	tokens := auth.NewTokens(db, time.Now)
-	e := &eventsEnv{db: db}
-	e.srv = httptest.NewServer(api.New(api.Deps{DB: db, Tokens: tokens}).Handler())
-	t.Cleanup(e.srv.Close)
-	if e.writer, _, err = tokens.Create(ctx, "gateway", []auth.Scope{auth.ScopeEventsWrite}, 0, "cli:test"); err != nil {
-		t.Fatal(err)
-	}
-	if e.reader, _, err = tokens.Create(ctx, "reader", []auth.Scope{auth.ScopeRead}, 0, "cli:test"); err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-func (e *eventsEnv) do(t *testing.T, method, path, token, body string) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 500 {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	return resp.StatusCode, b
-}
+// eventsScopes are a gateway's token and a reader's.
+var eventsScopes = []auth.Scope{auth.ScopeEventsWrite, auth.ScopeRead}
 
 // eventsBatch encodes events the way the webhook sink does.
 func eventsBatch(t *testing.T, evs ...*threat.Event) string {
@@ -95,11 +38,11 @@ type eventsPage struct {
 	NextCursor string           `json:"nextCursor"`
 }
 
-func (e *eventsEnv) list(t *testing.T, query string) eventsPage {
+func (e *apiEnv) list(t *testing.T, query string) eventsPage {
 	t.Helper()
-	code, body := e.do(t, "GET", "/v1/events?"+query, e.reader, "")
-	if code != 200 {
-		t.Fatalf("list ?%s: %d %s", query, code, body)
+	resp, body := e.do(t, "GET", "/v1/events?"+query, e.token[auth.ScopeRead], "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("list ?%s: %d %s", query, resp.StatusCode, body)
 	}
 	var p eventsPage
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -112,9 +55,9 @@ func (e *eventsEnv) list(t *testing.T, query string) eventsPage {
 // against the API with a bearer token: every event arrives once, and a
 // batch sent again (a lost response) is counted as duplicates.
 func TestEventsWebhookSinkDeliversOnce(t *testing.T) {
-	e := eventsStart(t)
+	e := startAPI(t, envOptions{scopes: eventsScopes})
 	sink, err := webhook.New(webhook.Options{
-		URL: e.srv.URL + "/v1/events", Headers: map[string]string{"Authorization": "Bearer " + e.writer},
+		URL: e.srv.URL + "/v1/events", Headers: map[string]string{"Authorization": "Bearer " + e.token[auth.ScopeEventsWrite]},
 		SpoolDir: t.TempDir(), BatchSize: 7, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -164,29 +107,29 @@ func TestEventsWebhookSinkDeliversOnce(t *testing.T) {
 		}
 	}
 	// Posting a batch again directly: all duplicates, nothing changes.
-	code, body := e.do(t, "POST", "/v1/events", e.writer, eventsBatch(t, evs[0], evs[1], threattest.Event(threat.ReasonCertRevoked)))
-	if code != 200 || strings.TrimSpace(string(body)) != `{"accepted":1,"duplicates":2}` {
-		t.Fatalf("re-post: %d %s", code, body)
+	resp, body := e.do(t, "POST", "/v1/events", e.token[auth.ScopeEventsWrite], eventsBatch(t, evs[0], evs[1], threattest.Event(threat.ReasonCertRevoked)), "Content-Type", "application/json")
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"accepted":1,"duplicates":2}` {
+		t.Fatalf("re-post: %d %s", resp.StatusCode, body)
 	}
 	// A batch repeating one id within itself stores it once.
 	dup := threattest.Event(threat.ReasonCertExpired)
-	code, body = e.do(t, "POST", "/v1/events", e.writer, eventsBatch(t, dup, dup))
-	if code != 200 || strings.TrimSpace(string(body)) != `{"accepted":1,"duplicates":1}` {
-		t.Fatalf("repeated id: %d %s", code, body)
+	resp, body = e.do(t, "POST", "/v1/events", e.token[auth.ScopeEventsWrite], eventsBatch(t, dup, dup), "Content-Type", "application/json")
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"accepted":1,"duplicates":1}` {
+		t.Fatalf("repeated id: %d %s", resp.StatusCode, body)
 	}
 }
 
 func TestEventsScopes(t *testing.T) {
-	e := eventsStart(t)
+	e := startAPI(t, envOptions{scopes: eventsScopes})
 	batch := eventsBatch(t, threattest.Event(threat.ReasonCertRevoked))
-	if code, body := e.do(t, "POST", "/v1/events", e.reader, batch); code != 403 || !strings.Contains(string(body), `"scope":"events:write"`) {
-		t.Fatalf("reader posting events: %d %s", code, body)
+	if resp, body := e.do(t, "POST", "/v1/events", e.token[auth.ScopeRead], batch, "Content-Type", "application/json"); resp.StatusCode != 403 || !strings.Contains(string(body), `"scope":"events:write"`) {
+		t.Fatalf("reader posting events: %d %s", resp.StatusCode, body)
 	}
-	if code, _ := e.do(t, "GET", "/v1/events", e.writer, ""); code != 403 {
-		t.Fatalf("gateway token listing events: %d", code)
+	if resp, _ := e.do(t, "GET", "/v1/events", e.token[auth.ScopeEventsWrite], ""); resp.StatusCode != 403 {
+		t.Fatalf("gateway token listing events: %d", resp.StatusCode)
 	}
-	if code, _ := e.do(t, "POST", "/v1/events", "mcc_0000000000000000_"+strings.Repeat("A", 43), batch); code != 401 {
-		t.Fatalf("unknown token: %d", code)
+	if resp, _ := e.do(t, "POST", "/v1/events", "mcc_0000000000000000_"+strings.Repeat("A", 43), batch, "Content-Type", "application/json"); resp.StatusCode != 401 {
+		t.Fatalf("unknown token: %d", resp.StatusCode)
 	}
 }
 
@@ -214,7 +157,7 @@ func eventsMutate(t *testing.T, fn func(m map[string]any)) string {
 // is a 422 naming events[i].field, the batch is stored not at all, and
 // for the schema cases the published schema agrees that the event is bad.
 func TestEventsIngestRefusesBadEvents(t *testing.T) {
-	e := eventsStart(t)
+	e := startAPI(t, envOptions{scopes: eventsScopes})
 	cert := func(m map[string]any) map[string]any { return m["certificate"].(map[string]any) }
 	cases := []struct {
 		name, field string
@@ -250,14 +193,14 @@ func TestEventsIngestRefusesBadEvents(t *testing.T) {
 				t.Fatalf("schema verdict %v, case says schemaBad=%v", schemaErr, c.schemaBad)
 			}
 			good, _ := json.Marshal(threattest.Event(threat.ReasonCertExpired))
-			code, body := e.do(t, "POST", "/v1/events", e.writer, `{"events":[`+string(good)+`,`+bad+`]}`)
+			resp, body := e.do(t, "POST", "/v1/events", e.token[auth.ScopeEventsWrite], `{"events":[`+string(good)+`,`+bad+`]}`, "Content-Type", "application/json")
 			var p struct {
 				Type   string `json:"type"`
 				Errors []struct{ Field string }
 			}
 			json.Unmarshal(body, &p)
-			if code != 422 || p.Type != "urn:mcc:problem:invalid-request" || len(p.Errors) == 0 || p.Errors[0].Field != "events[1]."+c.field {
-				t.Fatalf("got %d %s, want 422 at events[1].%s", code, body, c.field)
+			if resp.StatusCode != 422 || p.Type != "urn:mcc:problem:invalid-request" || len(p.Errors) == 0 || p.Errors[0].Field != "events[1]."+c.field {
+				t.Fatalf("got %d %s, want 422 at events[1].%s", resp.StatusCode, body, c.field)
 			}
 		})
 	}
@@ -278,8 +221,8 @@ func TestEventsIngestRefusesBadEvents(t *testing.T) {
 		{`{"events":[{"reasonData":{"x":"` + strings.Repeat("a", 9<<20) + `"}}]}`, 413},
 		{"{\"events\":[{\"message\":\"\xff\xfe\"}]}", 422},
 	} {
-		if code, body := e.do(t, "POST", "/v1/events", e.writer, c.body); code != c.code {
-			t.Errorf("body %.60q: %d %s, want %d", c.body, code, body, c.code)
+		if resp, body := e.do(t, "POST", "/v1/events", e.token[auth.ScopeEventsWrite], c.body, "Content-Type", "application/json"); resp.StatusCode != c.code {
+			t.Errorf("body %.60q: %d %s, want %d", c.body, resp.StatusCode, body, c.code)
 		}
 	}
 }
@@ -287,7 +230,7 @@ func TestEventsIngestRefusesBadEvents(t *testing.T) {
 // TestEventsQuery stores events through the API and reads them back by
 // every filter, in newest-first keyset pages.
 func TestEventsQuery(t *testing.T) {
-	e := eventsStart(t)
+	e := startAPI(t, envOptions{scopes: eventsScopes})
 	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	var evs []*threat.Event
 	for i := 0; i < 60; i++ {
@@ -302,8 +245,8 @@ func TestEventsQuery(t *testing.T) {
 	}
 	// Two events at the same time: the id orders them.
 	evs[59].Time = evs[58].Time
-	if code, body := e.do(t, "POST", "/v1/events", e.writer, eventsBatch(t, evs...)); code != 200 || !strings.Contains(string(body), `"accepted":60`) {
-		t.Fatalf("ingest: %d %s", code, body)
+	if resp, body := e.do(t, "POST", "/v1/events", e.token[auth.ScopeEventsWrite], eventsBatch(t, evs...), "Content-Type", "application/json"); resp.StatusCode != 200 || !strings.Contains(string(body), `"accepted":60`) {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
 	}
 	// want lists the ids matching pred, newest first.
 	want := func(pred func(i int, ev *threat.Event) bool) []string {
@@ -376,14 +319,14 @@ func TestEventsQuery(t *testing.T) {
 	}
 
 	// One event by id, with receivedAt; unknown and malformed ids are 404.
-	code, body := e.do(t, "GET", "/v1/events/"+evs[3].ID, e.reader, "")
+	resp, body := e.do(t, "GET", "/v1/events/"+evs[3].ID, e.token[auth.ScopeRead], "")
 	var one map[string]any
-	if code != 200 || json.Unmarshal(body, &one) != nil || one["externalID"] != "req-3" || one["receivedAt"] == nil {
-		t.Fatalf("get: %d %s", code, body)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &one) != nil || one["externalID"] != "req-3" || one["receivedAt"] == nil {
+		t.Fatalf("get: %d %s", resp.StatusCode, body)
 	}
 	for _, id := range []string{threat.NewEventID(), "not-an-id", "%27%20OR%201=1"} {
-		if code, body := e.do(t, "GET", "/v1/events/"+id, e.reader, ""); code != 404 {
-			t.Errorf("get %s: %d %s", id, code, body)
+		if resp, body := e.do(t, "GET", "/v1/events/"+id, e.token[auth.ScopeRead], ""); resp.StatusCode != 404 {
+			t.Errorf("get %s: %d %s", id, resp.StatusCode, body)
 		}
 	}
 
@@ -401,14 +344,14 @@ func TestEventsQuery(t *testing.T) {
 		"reason=CERT_REVOKED&reason=CERT_EXPIRED":           "reason",
 		"deviceId=" + strings.Repeat("d", 300):              "deviceId",
 	} {
-		code, body := e.do(t, "GET", "/v1/events?"+q, e.reader, "")
-		if code != 422 || !strings.Contains(string(body), `"field":"`+field+`"`) {
-			t.Errorf("?%.60s: %d %s, want 422 naming %s", q, code, body, field)
+		resp, body := e.do(t, "GET", "/v1/events?"+q, e.token[auth.ScopeRead], "")
+		if resp.StatusCode != 422 || !strings.Contains(string(body), `"field":"`+field+`"`) {
+			t.Errorf("?%.60s: %d %s, want 422 naming %s", q, resp.StatusCode, body, field)
 		}
 	}
 	for _, cur := range []string{"nope!", "e30", "eyJ0IjoxLCJ4IjoyfQ"} {
-		if code, body := e.do(t, "GET", "/v1/events?cursor="+cur, e.reader, ""); code != 400 {
-			t.Errorf("cursor %s: %d %.200s", cur, code, body)
+		if resp, body := e.do(t, "GET", "/v1/events?cursor="+cur, e.token[auth.ScopeRead], ""); resp.StatusCode != 400 {
+			t.Errorf("cursor %s: %d %.200s", cur, resp.StatusCode, body)
 		}
 	}
 }

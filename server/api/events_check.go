@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,35 +159,33 @@ func (ps *eventProblems) add(field, detail string) {
 // value it holds in strs under its dotted name ("certificate.serial"),
 // which is where the ingest route takes the indexed columns from.
 func (s *eventShape) check(raw json.RawMessage, path, prefix string, strs map[string]string, ps *eventProblems) {
-	var obj map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &obj) != nil {
+	var buf [32]jsonMember
+	members, ok := objectMembers(raw, buf[:0])
+	if !ok {
 		ps.add(path, "must be an object")
 		return
 	}
-	var unknown []string
-	for k := range obj {
-		if s.props[k] == nil {
-			unknown = append(unknown, k)
+	// Problems in name order, whatever order the event has its keys in.
+	slices.SortFunc(members, func(a, b jsonMember) int { return strings.Compare(a.key, b.key) })
+	for i, m := range members {
+		switch {
+		case i > 0 && members[i-1].key == m.key:
+			// encoding/json would keep the last; the stored document
+			// would keep both. One meaning only.
+			ps.add(path+"."+m.key, "duplicate field")
+		case s.props[m.key] == nil:
+			ps.add(path+"."+m.key, "unknown field")
 		}
 	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
-		ps.add(path+"."+k, "unknown field")
-	}
 	for _, k := range s.required {
-		if _, ok := obj[k]; !ok {
+		if _, found := slices.BinarySearchFunc(members, k, func(m jsonMember, k string) int { return strings.Compare(m.key, k) }); !found {
 			ps.add(path+"."+k, "required")
 		}
 	}
-	names := make([]string, 0, len(obj))
-	for k := range obj {
-		if s.props[k] != nil {
-			names = append(names, k)
+	for i, m := range members {
+		if p := s.props[m.key]; p != nil && (i == 0 || members[i-1].key != m.key) {
+			p.check(m.val, path+"."+m.key, prefix+m.key, strs, ps)
 		}
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		s.props[k].check(obj[k], path+"."+k, prefix+k, strs, ps)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // FuzzRequestDecode sends arbitrary bodies, content types, query strings
 // and headers to every POST and PUT route of the real API (admin token, a
 // published fusion set). No input may answer 5xx, and every 4xx must be a
-// problem that matches openapi.json (contractEnv.do checks both).
+// problem that matches openapi.json (apiEnv.send checks both).
 //
 //	go test ./server/api -run '^$' -fuzz FuzzRequestDecode -fuzztime 30s
 func FuzzRequestDecode(f *testing.F) {
@@ -34,9 +34,9 @@ func FuzzRequestDecode(f *testing.F) {
 		}
 		f.Add(uint8(i), []byte(contractSetDoc), "application/yaml", "x=1", `"1"`)
 	}
-	e := contractStart(f, nil)
+	e := startAPI(f, envOptions{})
 	admin := e.token[auth.ScopeAdmin]
-	e.do(f, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 201})
+	e.send(f, contractReq{method: "PUT", path: "/v1/fusion-sets/walk-prod", token: admin, ctype: "application/yaml", body: contractSetDoc, want: 201})
 
 	f.Fuzz(func(t *testing.T, route uint8, body []byte, ctype, query, header string) {
 		r := writes[int(route)%len(writes)]
@@ -58,6 +58,6 @@ func FuzzRequestDecode(f *testing.F) {
 				return // net/http refuses to send such a header value
 			}
 		}
-		e.do(t, q)
+		e.send(t, q)
 	})
 }

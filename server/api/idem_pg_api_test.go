@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/mccgate/mcc/internal/pgtest"
 	"github.com/mccgate/mcc/server/auth"
@@ -27,26 +26,29 @@ func TestIdemTwoInstancesOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &certsClock{now: time.Now().UTC()}
-	var envs []*certsEnv
+	clock := frozenClock()
+	var envs []*apiEnv
+	var ciTokens map[auth.Scope]string // nil: the first instance makes them
 	for range 2 {
 		db, err := store.Open(ctx, store.Options{URL: u})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		envs = append(envs, certsStartOn(t, db, kek, clock))
+		// One CI token per scope, two instances behind a load balancer.
+		env := startAPI(t, envOptions{db: db, kek: kek, clock: clock, scopes: bankProdScopes, tokens: ciTokens})
+		ciTokens = env.token
+		envs = append(envs, env)
 	}
 	a, b := envs[0], envs[1]
-	b.tokens = a.tokens // one CI token, two instances behind a load balancer
-	a.publish(t, certsSetDoc)
+	a.publish(t, bankProdDoc)
 
 	serials := idemRace(t, envs, 6, `{"appId":"com.example.bank","buildId":"b-lb"}`, "lb-retry")
-	body := []byte(`{"appId":"com.example.bank","buildId":"b-lb"}`)
+	body := `{"appId":"com.example.bank","buildId":"b-lb"}`
 	// A late retry on either instance is the same build.
-	resp, data := b.do(t, "POST", "/v1/fusion-sets/bank-prod/builds", auth.ScopeIssue, body,
+	resp, data := b.do(t, "POST", "/v1/fusion-sets/bank-prod/builds", b.token[auth.ScopeIssue], body,
 		"Content-Type", "application/json", "Idempotency-Key", "lb-retry")
-	var replay certsBuild
+	var replay issuedBuild
 	json.Unmarshal(data, &replay)
 	if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" || len(serials) > 1 || (len(serials) == 1 && !serials[replay.Certificate.Serial]) {
 		t.Fatalf("replay %d %q serial %s; answered serials %v", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), replay.Certificate.Serial, serials)
@@ -65,7 +67,7 @@ func TestIdemTwoInstancesOnPostgres(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var res revokeResult
-			envs[i%2].json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serial": s}, 200, &res)
+			envs[i%2].json(t, "POST", "/v1/revocations", envs[i%2].token[auth.ScopeRevoke], map[string]any{"serial": s}, 200, &res)
 			mu.Lock()
 			defer mu.Unlock()
 			if numbers[res.CRLs[0].Number] {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/server/store"
 )
 
 // problemBase prefixes every problem type: a stable URN per error, listed
@@ -86,9 +88,12 @@ func writeProblem(w http.ResponseWriter, r *http.Request, log *zap.Logger, err e
 	var p *Problem
 	if !errors.As(err, &p) {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			p = &Problem{Name: "body-too-large", Status: http.StatusRequestEntityTooLarge, Detail: "the request body is over the limit"}
-		} else {
+		case store.IsInvalidText(err):
+			p = invalid("a value holds a NUL byte or invalid UTF-8, which the database cannot store")
+		default:
 			log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 				zap.String("request_id", w.Header().Get("X-Request-Id")), zap.Error(err))
 			p = &Problem{Name: "internal", Status: http.StatusInternalServerError, Detail: "internal error (request " + w.Header().Get("X-Request-Id") + ")"}

@@ -17,13 +17,13 @@ type recordsVerdict struct {
 }
 
 func TestRecordsVerify(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	b := e.issue(t, "b1", nil)
 	other := e.issue(t, "b2", nil)
 	verify := func(in any) recordsVerdict {
 		t.Helper()
 		var v recordsVerdict
-		e.json(t, "POST", "/v1/records/verify", auth.ScopeRead, in, 200, &v)
+		e.json(t, "POST", "/v1/records/verify", e.token[auth.ScopeRead], in, 200, &v)
 		return v
 	}
 	if v := verify(map[string]any{"record": b.Record, "bundle": b.Bundle.Data, "password": b.Bundle.Password}); !v.Valid || v.Revoked || v.Record == nil || v.Record.AppID != "com.example.bank" {
@@ -50,7 +50,7 @@ func TestRecordsVerify(t *testing.T) {
 		t.Fatalf("record of a set without a CA here: %+v", v)
 	}
 	// Revoked shows.
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serial": b.Certificate.Serial}, 200, nil)
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serial": b.Certificate.Serial}, 200, nil)
 	if v := verify(map[string]any{"record": b.Record}); !v.Valid || !v.Revoked {
 		t.Fatalf("revoked record: %+v", v)
 	}
@@ -60,8 +60,8 @@ func TestRecordsVerify(t *testing.T) {
 		"bundle, no password": `{"record":{},"bundle":"AAAA"}`,
 		"bundle not base64":   `{"record":{},"bundle":"***","password":"x"}`,
 	} {
-		var p certsProblem
-		e.json(t, "POST", "/v1/records/verify", auth.ScopeRead, body, 422, &p)
+		var p apiProblem
+		e.json(t, "POST", "/v1/records/verify", e.token[auth.ScopeRead], body, 422, &p)
 		if len(p.Errors) != 1 {
 			t.Fatalf("%s: %+v", name, p)
 		}
@@ -69,12 +69,12 @@ func TestRecordsVerify(t *testing.T) {
 }
 
 func TestCertsListAndGet(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	var serials []string
 	for _, build := range []string{"b1", "b2", "b2", "b3", "b4"} {
 		serials = append(serials, e.issue(t, build, nil).Certificate.Serial)
 	}
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serial": serials[0]}, 200, nil)
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serial": serials[0]}, 200, nil)
 	type page struct {
 		Items []struct {
 			Serial, Status, BuildID string
@@ -87,7 +87,7 @@ func TestCertsListAndGet(t *testing.T) {
 	pages := 0
 	for {
 		var p page
-		e.json(t, "GET", "/v1/certificates?fusionSet=bank-prod&limit=2&cursor="+cursor, auth.ScopeRead, nil, 200, &p)
+		e.json(t, "GET", "/v1/certificates?fusionSet=bank-prod&limit=2&cursor="+cursor, e.token[auth.ScopeRead], nil, 200, &p)
 		pages++
 		for _, c := range p.Items {
 			if seen[c.Serial] {
@@ -105,7 +105,7 @@ func TestCertsListAndGet(t *testing.T) {
 	}
 	count := func(q string) int {
 		var p page
-		e.json(t, "GET", "/v1/certificates?"+q, auth.ScopeRead, nil, 200, &p)
+		e.json(t, "GET", "/v1/certificates?"+q, e.token[auth.ScopeRead], nil, 200, &p)
 		return len(p.Items)
 	}
 	for q, want := range map[string]int{
@@ -132,11 +132,11 @@ func TestCertsListAndGet(t *testing.T) {
 		"cursor=!!!":          400,
 		"cursor=e30":          200, // {} : from the start
 	} {
-		e.json(t, "GET", "/v1/certificates?"+q, auth.ScopeRead, nil, status, nil)
+		e.json(t, "GET", "/v1/certificates?"+q, e.token[auth.ScopeRead], nil, status, nil)
 	}
-	e.json(t, "GET", "/v1/certificates/"+serials[1], auth.ScopeRead, nil, 200, nil)
-	e.json(t, "GET", "/v1/certificates/0123456789", auth.ScopeRead, nil, 404, nil)
-	e.json(t, "GET", "/v1/certificates/not-hex", auth.ScopeRead, nil, 404, nil)
+	e.json(t, "GET", "/v1/certificates/"+serials[1], e.token[auth.ScopeRead], nil, 200, nil)
+	e.json(t, "GET", "/v1/certificates/0123456789", e.token[auth.ScopeRead], nil, 404, nil)
+	e.json(t, "GET", "/v1/certificates/not-hex", e.token[auth.ScopeRead], nil, 404, nil)
 	e.json(t, "GET", "/v1/certificates", "", nil, 401, nil)
-	e.json(t, "GET", "/v1/certificates", auth.ScopeIssue, nil, 403, nil)
+	e.json(t, "GET", "/v1/certificates", e.token[auth.ScopeIssue], nil, 403, nil)
 }

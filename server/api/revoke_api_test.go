@@ -16,9 +16,9 @@ import (
 
 // crlFetch reads the set's CRL as a gateway does and checks its signature
 // against the set's CA.
-func crlFetch(t *testing.T, e *certsEnv) (*x509.RevocationList, *http.Response) {
+func crlFetch(t *testing.T, e *apiEnv) (*x509.RevocationList, *http.Response) {
 	t.Helper()
-	resp, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", nil)
+	resp, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", "")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("crl.pem: %d %s", resp.StatusCode, body)
 	}
@@ -57,7 +57,7 @@ type revokeResult struct {
 }
 
 func TestRevokeSerialBulkAndBuild(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	a := e.issue(t, "b1", nil).Certificate.Serial
 	b := e.issue(t, "b2", nil).Certificate.Serial
 	c1 := e.issue(t, "b3", nil).Certificate.Serial
@@ -74,7 +74,7 @@ func TestRevokeSerialBulkAndBuild(t *testing.T) {
 	for i := 0; i < len(colons); i += 2 {
 		parts = append(parts, colons[i:i+2])
 	}
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serial": strings.Join(parts, ":"), "reason": "key-compromise"}, 200, &res)
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serial": strings.Join(parts, ":"), "reason": "key-compromise"}, 200, &res)
 	if fmt.Sprint(res.Revoked) != "["+a+"]" || len(res.AlreadyRevoked) != 0 || len(res.CRLs) != 1 || res.CRLs[0].Number != before.Number.Int64()+1 {
 		t.Fatalf("revoke one: %+v (CRL was %d)", res, before.Number)
 	}
@@ -84,23 +84,23 @@ func TestRevokeSerialBulkAndBuild(t *testing.T) {
 	}
 
 	// A bulk list with one unknown serial revokes nothing and names it.
-	var p certsProblem
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serials": []string{b, "abcdef0123", a}}, 422, &p)
+	var p apiProblem
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serials": []string{b, "abcdef0123", a}}, 422, &p)
 	if fmt.Sprint(p.fields()) != "[serials[1]]" {
 		t.Fatalf("unknown serial problem %+v", p)
 	}
 	var cert struct{ Status string }
-	e.json(t, "GET", "/v1/certificates/"+b, auth.ScopeRead, nil, 200, &cert)
+	e.json(t, "GET", "/v1/certificates/"+b, e.token[auth.ScopeRead], nil, 200, &cert)
 	if cert.Status != "valid" {
 		t.Fatalf("a refused bulk revocation revoked %s", b)
 	}
 	// Now without the unknown one: b revoked, a already.
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"serials": []string{b, a, b}}, 200, &res)
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serials": []string{b, a, b}}, 200, &res)
 	if fmt.Sprint(res.Revoked) != "["+b+"]" || fmt.Sprint(res.AlreadyRevoked) != "["+a+"]" {
 		t.Fatalf("bulk: %+v", res)
 	}
 	// Every certificate of a build.
-	e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, map[string]any{"build": map[string]string{
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"build": map[string]string{
 		"fusionSet": "bank-prod", "appId": "com.example.bank", "buildId": "b3"}, "reason": "superseded"}, 200, &res)
 	if len(res.Revoked) != 2 || !strings.Contains(fmt.Sprint(res.Revoked), c1) || !strings.Contains(fmt.Sprint(res.Revoked), c2) {
 		t.Fatalf("build: %+v", res)
@@ -109,7 +109,7 @@ func TestRevokeSerialBulkAndBuild(t *testing.T) {
 	if len(crl.RevokedCertificateEntries) != 4 {
 		t.Fatalf("CRL lists %v", crlSerials(crl))
 	}
-	e.json(t, "GET", "/v1/certificates/"+c1, auth.ScopeRead, nil, 200, &cert)
+	e.json(t, "GET", "/v1/certificates/"+c1, e.token[auth.ScopeRead], nil, 200, &cert)
 	if cert.Status != "revoked" {
 		t.Fatalf("%s is %s", c1, cert.Status)
 	}
@@ -118,7 +118,7 @@ func TestRevokeSerialBulkAndBuild(t *testing.T) {
 		Valid   bool
 		Entries int
 	}
-	e.json(t, "GET", "/v1/audit/verify", auth.ScopeRead, nil, 200, &verify)
+	e.json(t, "GET", "/v1/audit/verify", e.token[auth.ScopeRead], nil, 200, &verify)
 	entries, _ := e.db.ReadAudit(context.Background(), 0, 500)
 	revokes := 0
 	for _, en := range entries {
@@ -132,7 +132,7 @@ func TestRevokeSerialBulkAndBuild(t *testing.T) {
 }
 
 func TestRevokeRefusals(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	s := e.issue(t, "b1", nil).Certificate.Serial
 	for name, c := range map[string]struct {
 		body   string
@@ -154,31 +154,31 @@ func TestRevokeRefusals(t *testing.T) {
 		"too many":      {`{"serials":[` + strings.Repeat(`"01",`, 1000) + `"01"]}`, 422, "[serials]"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var p certsProblem
-			e.json(t, "POST", "/v1/revocations", auth.ScopeRevoke, c.body, c.status, &p)
+			var p apiProblem
+			e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], c.body, c.status, &p)
 			if fmt.Sprint(p.fields()) != c.fields || strings.Contains(p.Detail, strings.Repeat("ab", 100)) {
 				t.Fatalf("fields %v, want %s (%s)", p.fields(), c.fields, p.Detail)
 			}
 		})
 	}
-	e.json(t, "POST", "/v1/revocations", auth.ScopeIssue, `{"serial":"`+s+`"}`, 403, nil)
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeIssue], `{"serial":"`+s+`"}`, 403, nil)
 	e.json(t, "POST", "/v1/revocations", "", `{"serial":"`+s+`"}`, 401, nil)
 	var cert struct{ Status string }
-	e.json(t, "GET", "/v1/certificates/"+s, auth.ScopeRead, nil, 200, &cert)
+	e.json(t, "GET", "/v1/certificates/"+s, e.token[auth.ScopeRead], nil, 200, &cert)
 	if cert.Status != "valid" {
 		t.Fatalf("a refused request revoked the certificate: %s", cert.Status)
 	}
 }
 
 func TestCRLServedEmptyCachedAndRefreshed(t *testing.T) {
-	e := certsStart(t)
+	e := startBankProd(t)
 	crl, resp := crlFetch(t, e)
 	if len(crl.RevokedCertificateEntries) != 0 || crl.Number.Int64() != 1 || resp.Header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("first CRL: number %d, %d entries, Cache-Control %q", crl.Number, len(crl.RevokedCertificateEntries), resp.Header.Get("Cache-Control"))
 	}
 	etag := resp.Header.Get("ETag")
 	// DER and PEM share the ETag; a matching If-None-Match is a 304.
-	r, der := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.der", "", nil)
+	r, der := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.der", "", "")
 	if r.StatusCode != 200 || r.Header.Get("ETag") != etag || r.Header.Get("Content-Type") != "application/pkix-crl" {
 		t.Fatalf("crl.der: %d %q %q", r.StatusCode, r.Header.Get("ETag"), r.Header.Get("Content-Type"))
 	}
@@ -186,15 +186,15 @@ func TestCRLServedEmptyCachedAndRefreshed(t *testing.T) {
 		t.Fatalf("crl.der: %v", err)
 	}
 	for _, inm := range []string{etag, `"x", ` + etag, "W/" + etag, "*"} {
-		if r, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", nil, "If-None-Match", inm); r.StatusCode != 304 || len(body) != 0 {
+		if r, body := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", "", "If-None-Match", inm); r.StatusCode != 304 || len(body) != 0 {
 			t.Fatalf("If-None-Match %s: %d", inm, r.StatusCode)
 		}
 	}
-	if r, _ := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", nil, "If-None-Match", `"other"`); r.StatusCode != 200 {
+	if r, _ := e.do(t, "GET", "/v1/fusion-sets/bank-prod/crl.pem", "", "", "If-None-Match", `"other"`); r.StatusCode != 200 {
 		t.Fatalf("a stale ETag: %d", r.StatusCode)
 	}
 	for _, set := range []string{"no-such-set", "Bad_Set", "a..b"} {
-		if r, body := e.do(t, "GET", "/v1/fusion-sets/"+set+"/crl.pem", "", nil); r.StatusCode != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
+		if r, body := e.do(t, "GET", "/v1/fusion-sets/"+set+"/crl.pem", "", ""); r.StatusCode != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
 			t.Fatalf("CRL of %s: %d %s", set, r.StatusCode, body)
 		}
 	}

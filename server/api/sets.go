@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
@@ -288,6 +290,11 @@ func readDocument(r *http.Request) (doc []byte, comment string, err error) {
 		if len(body) == 0 {
 			return nil, "", &Problem{Name: "malformed-body", Status: http.StatusBadRequest, Detail: "the request body is empty"}
 		}
+		// YAML may come as UTF-16; the stored version is text the
+		// database keeps and the history shows, so UTF-8 only, no NUL.
+		if !utf8.Valid(body) || bytes.IndexByte(body, 0) >= 0 {
+			return nil, "", &Problem{Name: "malformed-body", Status: http.StatusBadRequest, Detail: "the fusion file must be UTF-8 text without NUL bytes"}
+		}
 		return body, "", nil
 	}
 	var req documentRequest
@@ -296,6 +303,9 @@ func readDocument(r *http.Request) (doc []byte, comment string, err error) {
 	}
 	if req.Document == "" {
 		return nil, "", invalidField("document", "required: the fusion file's YAML")
+	}
+	if strings.IndexByte(req.Document, 0) >= 0 {
+		return nil, "", invalidField("document", "must not hold NUL bytes")
 	}
 	if len(req.Comment) > maxCommentLen {
 		return nil, "", invalidField("comment", "at most "+strconv.Itoa(maxCommentLen)+" bytes")

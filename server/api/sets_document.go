@@ -38,6 +38,10 @@ type candidate struct {
 
 // parseCandidate is the first pass. wantSet, when not empty, is the set
 // the document must hold, alone.
+// maxSetsPerDocument bounds the sets one validate request may hold (a
+// publish holds exactly one).
+const maxSetsPerDocument = 256
+
 func parseCandidate(raw []byte, wantSet string) (*candidate, []FieldError) {
 	c := &candidate{raw: raw}
 	var doc yaml.Node
@@ -55,6 +59,11 @@ func parseCandidate(raw []byte, wantSet string) (*candidate, []FieldError) {
 				c.omitted = append(c.omitted, i)
 			}
 		}
+	}
+	// Checking a set costs CPU (and a stand-in CA per set): a document of
+	// thousands of sets would tie up the server for seconds per request.
+	if len(c.ids) > maxSetsPerDocument {
+		return c, []FieldError{{Field: "fusion_sets", Detail: "at most " + strconv.Itoa(maxSetsPerDocument) + " fusion sets in one document"}}
 	}
 	cfg, err := fusion.ParseInline(raw, "document")
 	var probs []FieldError

@@ -20,29 +20,29 @@ type tokensToken struct {
 }
 
 func TestTokensAPILifecycle(t *testing.T) {
-	e := setsStart(t)
-	resp, data := e.do(t, "POST", "/v1/tokens", e.admin, `{"name": "ci-android", "scopes": ["read", "issue"], "expiresIn": "720h"}`,
+	e := startAPI(t, envOptions{scopes: adminAndRead})
+	resp, data := e.do(t, "POST", "/v1/tokens", e.token[auth.ScopeAdmin], `{"name": "ci-android", "scopes": ["read", "issue"], "expiresIn": "720h"}`,
 		"Content-Type", "application/json")
 	var created struct {
 		Token  tokensToken `json:"token"`
 		Secret string      `json:"secret"`
 	}
-	setsWant(t, resp, data, http.StatusCreated, &created)
+	wantAnswer(t, resp, data, http.StatusCreated, &created)
 	if !strings.HasPrefix(created.Secret, "mcc_"+created.Token.ID+"_") || created.Token.CreatedBy != "token:admin" ||
 		strings.Join(created.Token.Scopes, ",") != "issue,read" || created.Token.ExpiresAt == "" {
 		t.Fatalf("created %s", data)
 	}
 	// The new token reads, but may not manage tokens.
 	resp, data = e.do(t, "GET", "/v1/fusion-sets", created.Secret, "")
-	setsWant(t, resp, data, http.StatusOK, nil)
+	wantAnswer(t, resp, data, http.StatusOK, nil)
 	resp, data = e.do(t, "GET", "/v1/tokens", created.Secret, "")
-	setsWant(t, resp, data, http.StatusForbidden, nil)
+	wantAnswer(t, resp, data, http.StatusForbidden, nil)
 
 	var list struct {
 		Items []tokensToken `json:"items"`
 	}
-	resp, data = e.do(t, "GET", "/v1/tokens", e.admin, "")
-	setsWant(t, resp, data, http.StatusOK, &list)
+	resp, data = e.do(t, "GET", "/v1/tokens", e.token[auth.ScopeAdmin], "")
+	wantAnswer(t, resp, data, http.StatusOK, &list)
 	if len(list.Items) != 3 || list.Items[2].Name != "ci-android" || list.Items[2].LastUsedAt == "" {
 		t.Fatalf("list %s", data)
 	}
@@ -50,30 +50,30 @@ func TestTokensAPILifecycle(t *testing.T) {
 		t.Fatal("the list shows a secret")
 	}
 
-	resp, data = e.do(t, "POST", "/v1/tokens", e.admin, `{"name": "ci-android", "scopes": ["read"]}`, "Content-Type", "application/json")
-	setsWant(t, resp, data, http.StatusConflict, nil)
+	resp, data = e.do(t, "POST", "/v1/tokens", e.token[auth.ScopeAdmin], `{"name": "ci-android", "scopes": ["read"]}`, "Content-Type", "application/json")
+	wantAnswer(t, resp, data, http.StatusConflict, nil)
 
 	var revoked tokensToken
-	resp, data = e.do(t, "DELETE", "/v1/tokens/"+created.Token.ID, e.admin, "")
-	setsWant(t, resp, data, http.StatusOK, &revoked)
+	resp, data = e.do(t, "DELETE", "/v1/tokens/"+created.Token.ID, e.token[auth.ScopeAdmin], "")
+	wantAnswer(t, resp, data, http.StatusOK, &revoked)
 	if revoked.RevokedAt == "" {
 		t.Fatalf("revoked %s", data)
 	}
 	// A revoked token gets the same 401 as no token at all.
 	resp, wrongBody := e.do(t, "GET", "/v1/fusion-sets", created.Secret, "")
-	setsWant(t, resp, wrongBody, http.StatusUnauthorized, nil)
+	wantAnswer(t, resp, wrongBody, http.StatusUnauthorized, nil)
 	_, noneBody := e.do(t, "GET", "/v1/fusion-sets", "mcc_0000000000000000_"+strings.Repeat("A", 43), "")
 	if string(wrongBody) != string(noneBody) {
 		t.Fatalf("401 bodies differ:\n%s\n%s", wrongBody, noneBody)
 	}
 	for _, id := range []string{"nobody", "0123456789abcdef", "a%00b", "%C3%28"} {
-		resp, data = e.do(t, "DELETE", "/v1/tokens/"+id, e.admin, "")
-		setsWant(t, resp, data, http.StatusNotFound, nil)
+		resp, data = e.do(t, "DELETE", "/v1/tokens/"+id, e.token[auth.ScopeAdmin], "")
+		wantAnswer(t, resp, data, http.StatusNotFound, nil)
 	}
 }
 
 func TestTokensAPIBadInput(t *testing.T) {
-	e := setsStart(t)
+	e := startAPI(t, envOptions{scopes: adminAndRead})
 	cases := []struct {
 		body   string
 		status int
@@ -91,9 +91,9 @@ func TestTokensAPIBadInput(t *testing.T) {
 		{`not json`, 400, ""},
 	}
 	for _, c := range cases {
-		resp, data := e.do(t, "POST", "/v1/tokens", e.admin, c.body, "Content-Type", "application/json")
-		var p setsProblem
-		setsWant(t, resp, data, c.status, &p)
+		resp, data := e.do(t, "POST", "/v1/tokens", e.token[auth.ScopeAdmin], c.body, "Content-Type", "application/json")
+		var p apiProblem
+		wantAnswer(t, resp, data, c.status, &p)
 		if c.field != "" && !p.hasField(c.field) {
 			t.Errorf("%s: %s", c.body, data)
 		}
@@ -105,17 +105,17 @@ func TestTokensAPIBadInput(t *testing.T) {
 
 // Over its rate a token gets 429 with Retry-After in whole seconds.
 func TestTokensAPIRateLimit(t *testing.T) {
-	e := setsStartWith(t, auth.NewLimiter(0.01, 2))
+	e := startAPI(t, envOptions{scopes: adminAndRead, limiter: auth.NewLimiter(0.01, 2)})
 	for i := 0; i < 2; i++ {
-		resp, data := e.do(t, "GET", "/v1/fusion-sets", e.reader, "")
-		setsWant(t, resp, data, http.StatusOK, nil)
+		resp, data := e.do(t, "GET", "/v1/fusion-sets", e.token[auth.ScopeRead], "")
+		wantAnswer(t, resp, data, http.StatusOK, nil)
 	}
-	resp, data := e.do(t, "GET", "/v1/fusion-sets", e.reader, "")
-	setsWant(t, resp, data, http.StatusTooManyRequests, nil)
+	resp, data := e.do(t, "GET", "/v1/fusion-sets", e.token[auth.ScopeRead], "")
+	wantAnswer(t, resp, data, http.StatusTooManyRequests, nil)
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
 		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
 	}
 	// Another token has its own budget.
-	resp, data = e.do(t, "GET", "/v1/fusion-sets", e.admin, "")
-	setsWant(t, resp, data, http.StatusOK, nil)
+	resp, data = e.do(t, "GET", "/v1/fusion-sets", e.token[auth.ScopeAdmin], "")
+	wantAnswer(t, resp, data, http.StatusOK, nil)
 }

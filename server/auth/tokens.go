@@ -105,6 +105,10 @@ func CheckName(name string) error {
 // Create makes a token and returns its secret, which is shown once and
 // stored only as a hash. expiresIn 0 means it never expires. The creation
 // is audited (actor is the creating token's or CLI user's name).
+// maxExpiresIn bounds a token's lifetime so its expiry stays a time the
+// database's nanoseconds can hold (longer ones wrapped into the past).
+const maxExpiresIn = 100 * 365 * 24 * time.Hour
+
 func (t *Tokens) Create(ctx context.Context, name string, scopes []Scope, expiresIn time.Duration, actor string) (string, Token, error) {
 	if err := CheckName(name); err != nil {
 		return "", Token{}, err
@@ -118,6 +122,9 @@ func (t *Tokens) Create(ctx context.Context, name string, scopes []Scope, expire
 	}
 	if expiresIn > 0 && expiresIn < time.Minute {
 		return "", Token{}, &InvalidError{Field: "expiresIn", Detail: "must be at least 1m"}
+	}
+	if expiresIn > maxExpiresIn {
+		return "", Token{}, &InvalidError{Field: "expiresIn", Detail: "must be at most 100 years (omit it for no expiry)"}
 	}
 	var raw [idBytes + secretBytes]byte
 	if _, err := rand.Read(raw[:]); err != nil {

@@ -177,6 +177,7 @@ func TestTokensCreateRefused(t *testing.T) {
 		{"ci", "scopes", []auth.Scope{"read,admin"}, 0},
 		{"ci", "expiresIn", []auth.Scope{"read"}, -time.Hour},
 		{"ci", "expiresIn", []auth.Scope{"read"}, time.Second},
+		{"ci", "expiresIn", []auth.Scope{"read"}, 2562047 * time.Hour}, // would wrap into the past
 	}
 	for _, c := range cases {
 		_, _, err := toks.Create(ctx, c.name, c.scopes, c.expires, "cli:alice")

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -164,6 +165,23 @@ func (a *Authorities) Import(ctx context.Context, set, caDir, actor string) erro
 		return err
 	}
 	return a.db.Tx(ctx, func(tx *store.Tx) error {
+		// One CA per set, never shared: each set numbers its own CRL, and a
+		// gateway keeps the highest CRL number it saw per issuer, so a
+		// second set's lower-numbered CRL from the same CA would be refused
+		// as older and its revocations never enforced.
+		if _, err := tx.CAOf(ctx, set); err == nil {
+			return fmt.Errorf("fusion set %q: %w", set, ErrCAExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("fusion set %q: %w", set, err)
+		}
+		var other string
+		err := tx.QueryRow(ctx, `SELECT fusion_set FROM cas WHERE fingerprint = ? AND fusion_set <> ?`, ca.Fingerprint(), set).Scan(&other)
+		switch {
+		case err == nil:
+			return fmt.Errorf("the CA in %s is already the CA of fusion set %q: each set needs its own CA (mcc ca init)", caDir, other)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("fusion set %q: looking up the CA: %w", set, err)
+		}
 		stored, err := a.store(ctx, tx, set, ca, store.CASourceImported)
 		if err != nil {
 			return err

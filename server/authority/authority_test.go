@@ -220,6 +220,15 @@ func TestAuthorityImport(t *testing.T) {
 	if cert := e.ensure(t, "bank-prod"); !cert.Equal(fileCA.Cert) {
 		t.Fatal("Ensure replaced the imported CA")
 	}
+	// Another set may not share it: each set numbers its own CRL, and a
+	// gateway refuses a lower CRL number from an issuer it has seen.
+	err = e.auth.Import(ctx, "bank-beta", caDir, "cli:alice")
+	if err == nil || !strings.Contains(err.Error(), `already the CA of fusion set "bank-prod"`) {
+		t.Fatalf("importing one CA into a second set: %v", err)
+	}
+	if _, err := e.db.CAOf(ctx, "bank-beta"); err == nil {
+		t.Fatal("the refused import stored a CA for bank-beta")
+	}
 	if err := e.auth.Import(ctx, "Bad Set", caDir, "cli:alice"); err == nil {
 		t.Fatal("imported into an invalid set id")
 	}

@@ -144,6 +144,9 @@ func Restore(ctx context.Context, inPath string, o Options) error {
 	if err := checkSchema(ctx, src, filepath.Join(tmp, "reference.db")); err != nil {
 		return fmt.Errorf("restore: %s: %w", inPath, err)
 	}
+	if err := advanceCRLNumbers(ctx, src); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	if o.URL != "" {
 		return restorePostgres(ctx, src, o)
 	}
@@ -641,4 +644,22 @@ func removeSQLiteFiles(path string) {
 	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
 		os.Remove(path + suffix)
 	}
+}
+
+// restoreCRLGap is added to every CRL number at restore. Gateways keep the
+// highest CRL number they saw per CA and refuse a lower one as older; the
+// server that ran after the backup was taken may have signed numbers the
+// backup does not know, and without the gap the restored server's next
+// CRLs would be refused for as many revocations. 2^32 revocations of one
+// set between a backup and its restore is beyond any real use.
+const restoreCRLGap = 1 << 32
+
+// advanceCRLNumbers moves every CRL number of the restored copy past any
+// the lost period can have used and marks each CRL due, so the server's
+// first housekeeping pass signs and publishes it at once.
+func advanceCRLNumbers(ctx context.Context, db *DB) error {
+	if _, err := db.Exec(ctx, `UPDATE crls SET number = number + ?, next_update_ns = this_update_ns`, int64(restoreCRLGap)); err != nil {
+		return fmt.Errorf("advancing CRL numbers: %w", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func openSQLiteT(t *testing.T, dir string) *DB {
@@ -186,5 +187,42 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 	// The good one restores.
 	if err := Restore(ctx, good, Options{DataDir: filepath.Join(t.TempDir(), "data")}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestoreAdvancesCRLNumbers: a restored server signs CRL numbers past
+// any the lost period after the backup can have used (gateways refuse a
+// lower number from a CA they follow), and re-signs each CRL at once.
+func TestRestoreAdvancesCRLNumbers(t *testing.T) {
+	ctx := context.Background()
+	src := openSQLiteT(t, filepath.Join(t.TempDir(), "data"))
+	this := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	err := src.Tx(ctx, func(tx *Tx) error {
+		if _, err := tx.LockCRL(ctx, "bank-prod"); err != nil {
+			return err
+		}
+		return tx.PutCRL(ctx, CRL{FusionSet: "bank-prod", Number: 7, DER: []byte("der"), ThisUpdate: this, NextUpdate: this.Add(7 * 24 * time.Hour), ETag: "e"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "backup.db")
+	if err := src.Backup(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	if err := Restore(ctx, out, Options{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := openSQLiteT(t, dir).CRL(ctx, "bank-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Number != 7+restoreCRLGap || !got.NextUpdate.Equal(got.ThisUpdate) || string(got.DER) != "der" {
+		t.Fatalf("restored CRL number %d, next update %s (this update %s)", got.Number, got.NextUpdate, got.ThisUpdate)
+	}
+	// The backup itself is left as it was.
+	if orig, err := src.CRL(ctx, "bank-prod"); err != nil || orig.Number != 7 {
+		t.Fatalf("source CRL %d, %v", orig.Number, err)
 	}
 }

@@ -33,7 +33,7 @@ func TestCRLNumbersAndDue(t *testing.T) {
 		}
 		for _, set := range []string{"bank", "shop"} {
 			if _, err := db.Exec(ctx, `INSERT INTO cas (fusion_set, cert_pem, key_sealed, fingerprint, not_after_ns, created_ns, source)
-				VALUES (?, 'pem', ?, 'fp', 0, 0, 'generated')`, set, []byte("sealed")); err != nil {
+				VALUES (?, 'pem', ?, ?, 0, 0, 'generated')`, set, []byte("sealed"), "fp-"+set); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -82,6 +82,7 @@ CREATE TABLE certificates (
 	revocation_reason TEXT,
 	revoked_by TEXT
 );
+CREATE UNIQUE INDEX cas_fingerprint ON cas (fingerprint);
 CREATE INDEX certificates_set_issued ON certificates (fusion_set, issued_ns, serial);
 CREATE INDEX certificates_build ON certificates (fusion_set, app_id, build_id, issued_ns, serial);
 CREATE INDEX certificates_revoked ON certificates (fusion_set, issued_ns, serial) WHERE revoked_ns IS NOT NULL;

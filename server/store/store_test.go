@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -89,5 +90,22 @@ func TestRebind(t *testing.T) {
 	}
 	if got := rebind(SQLite, "a = ?"); got != "a = ?" {
 		t.Fatal(got)
+	}
+}
+
+// A database password never reaches an error text, whether it is in the
+// URL's user part or in libpq's password parameter.
+func TestConnectErrorHidesPassword(t *testing.T) {
+	for _, u := range []string{
+		"postgres://mcc:s3cret-user-part@127.0.0.1:1/mcc?connect_timeout=1",
+		"postgres://mcc@127.0.0.1:1/mcc?connect_timeout=1&password=s3cret-param",
+	} {
+		_, err := Open(context.Background(), Options{URL: u})
+		if err == nil {
+			t.Fatalf("%s: connected to a closed port", u)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error shows the password: %v", err)
+		}
 	}
 }

@@ -14,6 +14,16 @@
 //	mcc:{<set>}:ban:ip:<client ip>         "1" while banned, expires with the ban (PX)
 //	mcc:{<set>}:ban:dev:<device id>
 //	mcc:{<set>}:ban:cert:<leaf sha256>
+//	mcc:{<set>}:clone:<window start ms>:addr:<leaf sha256>    HyperLogLog of the addresses that used it
+//	mcc:{<set>}:clone:<window start ms>:dev:<leaf sha256>     HyperLogLog of its device ids
+//	mcc:{<set>}:clone:<window start ms>:rep:<leaf sha256>     hash: highest report levels (a, d)
+//	mcc:{<set>}:clone:<window start ms>:sample:<leaf sha256>  list: the window's first addresses
+//	mcc:{<set>}:clone:key                                     the set's random clone hashing key
+//
+// The clone keys are clone detection's (threat.CloneCounter): windows are
+// aligned to the clock, so every gateway names the same keys, and each key
+// expires at its window's end (PEXPIRE with the time left). A HyperLogLog costs Redis at most
+// 12 KiB, and far less (its sparse form) while it counts a few hundred.
 //
 // The client address is what the fusion engine scores (threat.AddressKey):
 // an IPv4 address, or a prefix ("2001:db8:1:2::/64" for IPv6 by default,
@@ -30,8 +40,11 @@
 // (PEXPIRE when the key has no expiry yet: a fixed window, like
 // threat.MemoryStore), and sets the ban key with PX when the total reaches the
 // threshold and no ban is live. Banned is one EVALSHA returning the longest
-// PTTL among the ban keys. Both turn a remaining time-to-live into an absolute
-// time with the gateway's own clock, so clock skew between gateways and Redis
+// PTTL among the ban keys; for a set with clone detection, BannedCounting is
+// one EVALSHA of a script that also counts the certificate's use (PFADD,
+// PFCOUNT) and says whether this use is the one to report, so clone
+// detection adds no round trip. All turn a remaining time-to-live into an
+// absolute time with the gateway's own clock, so clock skew between gateways and Redis
 // does not move a ban's end.
 //
 // # Operators

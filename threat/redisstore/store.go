@@ -21,9 +21,13 @@ type Store struct {
 	client *redis.Client
 	add    *redis.Script
 	banned *redis.Script
-	now    func() time.Time
-	budget time.Duration
-	br     *breaker
+	// banCount is banned with clone counting (clone.go); hashKey is this
+	// store's candidate for a set's clone hashing key.
+	banCount *redis.Script
+	hashKey  string
+	now      func() time.Time
+	budget   time.Duration
+	br       *breaker
 
 	closeOnce sync.Once
 	closeErr  error
@@ -50,11 +54,13 @@ func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 
 	client := redis.NewClient(ro)
 	s := &Store{
-		client: client,
-		add:    redis.NewScript(addSource),
-		banned: redis.NewScript(bannedSource),
-		now:    opts.Now,
-		budget: budget,
+		client:   client,
+		add:      redis.NewScript(addSource),
+		banned:   redis.NewScript(bannedSource),
+		banCount: redis.NewScript(bannedCountingSource),
+		hashKey:  newHashKey(),
+		now:      opts.Now,
+		budget:   budget,
 	}
 	s.br = newBreaker(opts.FailureThreshold, opts.Cooldown, budget, func(ctx context.Context) error {
 		// Knock first with a bare TCP dial: while nothing listens, this
@@ -72,7 +78,7 @@ func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	err = client.Ping(pctx).Err()
 	if err == nil {
 		// Cache the scripts now so that the first requests need no EVAL.
-		err = errors.Join(s.add.Load(pctx, client).Err(), s.banned.Load(pctx, client).Err())
+		err = errors.Join(s.add.Load(pctx, client).Err(), s.banned.Load(pctx, client).Err(), s.banCount.Load(pctx, client).Err())
 	}
 	cancel()
 	switch {

@@ -353,7 +353,7 @@ func entrySize(key []byte, v *verdict) int64 {
 	if ci := v.cert; ci != nil {
 		n += len(ci.Serial) + len(ci.SHA256) + len(ci.Subject) + len(ci.Issuer) + len(ci.AppID) + len(ci.BuildID)
 	}
-	n += len(v.build.ID) + len(v.build.User) + len(v.build.Host) + len(v.build.SDK)
+	n += len(v.build.ID) + len(v.build.User) + len(v.build.Host) + len(v.build.SDK) + len(v.build.InstallID)
 	for k, val := range v.data {
 		n += 64 + len(k)
 		switch x := val.(type) {

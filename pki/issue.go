@@ -73,32 +73,11 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating client key: %w", err)
 	}
-	serial, err := randomSerial()
+	cert, err := ca.signClientLeaf(clientLeaf{what: "client certificate", pub: key.Public(),
+		subject: certid.Subject(req.FusionSet, req.AppID, req.Build), identity: uri,
+		setID: req.FusionSet, appID: req.AppID, notBefore: notBefore, notAfter: notAfter})
 	if err != nil {
 		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               certid.Subject(req.FusionSet, req.AppID, req.Build),
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		URIs:                  []*url.URL{uri},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, fmt.Errorf("signing client certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parsing new client certificate: %w", err)
-	}
-	// Prove the metadata reads back exactly as the gateway will read it.
-	if set, app, n := certid.Identity(cert); n != 1 || set != req.FusionSet || app != req.AppID {
-		return nil, fmt.Errorf("identity URI %q does not read back as fusion set %q, app %q", uri, req.FusionSet, req.AppID)
 	}
 	if _, ok, err := certid.ParseBuildInfo(cert); err != nil || !ok {
 		return nil, fmt.Errorf("build metadata does not read back: %v", err)

@@ -71,6 +71,8 @@ for target in FuzzRequestDecode FuzzJSONScan; do
 done
 # Android key attestation: the KeyDescription parser takes what an app sends.
 go test -run='^$' -fuzz='^FuzzAndroidKeyDescription$' -fuzztime=15s ./pki/attest
+# The CSR an app sends to enroll.
+go test -run='^$' -fuzz='^FuzzIssueInstallCSR$' -fuzztime=15s ./pki
 
 if [ "${MCC_SKIP_XCADDY:-}" != 1 ]; then
 	echo "== xcaddy build (the README's line)"

@@ -14,7 +14,13 @@ var (
 	reSetID = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// App ids are the identity URI's path, usually a bundle id.
 	reAppID = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$`)
+	// Install ids are chosen by the app (a UUID): short and URL-safe, so
+	// they read the same in the certificate, logs and URLs.
+	reInstallID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 )
+
+// MaxInstallIDLen is the longest install id, in bytes.
+const MaxInstallIDLen = 64
 
 // CheckSetID reports why id is not a valid fusion set id, or nil.
 func CheckSetID(id string) error {
@@ -34,6 +40,19 @@ func CheckAppID(id string) error {
 	}
 	if !reAppID.MatchString(id) {
 		return fmt.Errorf("invalid app id %q: use letters, digits, '.', '-' and '_', starting with a letter or digit, at most 253 characters (it is the path of the identity URI SAN)", id)
+	}
+	return nil
+}
+
+// CheckInstallID reports why id is not a valid install id, or nil. The id
+// comes from the device, so the error states the rule and does not quote
+// the id (it may be long or hold control characters).
+func CheckInstallID(id string) error {
+	if id == "" {
+		return fmt.Errorf("install id is empty: use the install's UUID")
+	}
+	if !reInstallID.MatchString(id) {
+		return fmt.Errorf("invalid install id: use 1 to %d letters, digits, '.', '-' or '_' (such as a UUID)", MaxInstallIDLen)
 	}
 	return nil
 }

@@ -103,6 +103,7 @@ func compileSet(sc SetConfig, baseDir, filename, prefix string, ix *nodeIndex, f
 	c.compileScoring(s, sc)
 	c.compileDevices(s, sc)
 	c.compileClone(s, sc)
+	c.compileInstalls(s, sc)
 	c.compileRevocation(s, sc, baseDir)
 	c.compileCache(s, sc)
 

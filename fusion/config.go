@@ -69,6 +69,10 @@ type SetConfig struct {
 	// devices (see clone.go). Off when absent.
 	CloneDetection *CloneDetection `yaml:"clone_detection,omitempty" json:"clone_detection,omitempty"`
 
+	// Installs says which certificates the set's routes accept (build,
+	// install) and how mcc server enrolls installs (see installs.go).
+	Installs *Installs `yaml:"installs,omitempty" json:"installs,omitempty"`
+
 	// DeviceHeaders maps device context keys (deviceID, osVersion, ...) to
 	// the request headers the app sends them in.
 	DeviceHeaders map[string]string `yaml:"device_headers,omitempty" json:"device_headers,omitempty"`

@@ -42,6 +42,9 @@ type Set struct {
 	FailSafe    threat.Policy
 	// Clone is clone detection (clone_detection); the zero value is off.
 	Clone threat.ClonePolicy
+	// Installs is the installs block with its defaults: the kinds of
+	// certificate accepted, install lifetimes, enrollment limits.
+	Installs InstallPolicy
 
 	// CACerts are the trust anchors; IntermediateCerts the optional
 	// configured intermediates. Roots and Intermediates are the same as pools.

@@ -52,6 +52,23 @@ func init() {
 //				window <duration>
 //				max_addresses <n>
 //				max_devices <n>
+//				block_installs true|false
+//			}
+//			installs {
+//				accept build|install...
+//				max_lifetime <duration>
+//				lifetime <duration>
+//				enrollment {
+//					window <duration>
+//					max_per_build <n>
+//					max_per_address <n>
+//				}
+//				attestation {
+//					mode required|optional|off
+//					packages <application-id>...
+//					signing_cert_digests <sha256-hex>...
+//					min_security_level tee|strongbox
+//				}
 //			}
 //			fail_safe <threshold> [window <duration>] [duration <duration>]
 //			fail_safe {
@@ -430,6 +447,12 @@ func parseInlineSet(d *caddyfile.Dispenser) (fusion.SetConfig, error) {
 				return sc, cdErr
 			}
 			sc.CloneDetection = cd
+		case "installs":
+			in, inErr := parseInstalls(d, sc.ID, duration)
+			if inErr != nil {
+				return sc, inErr
+			}
+			sc.Installs = in
 		case "device_header":
 			var k, h string
 			if !d.AllArgs(&k, &h) {
@@ -467,6 +490,10 @@ func parseCloneDetection(d *caddyfile.Dispenser, id string, duration func(name, 
 		switch k {
 		case "window":
 			cd.Window, err = duration("clone_detection window", v)
+		case "block_installs":
+			if cd.BlockInstalls, err = parseBool(v); err != nil {
+				err = d.Errf("fusion_set %s: clone_detection block_installs: %v", id, err)
+			}
 		case "max_addresses", "max_devices":
 			n, convErr := strconv.Atoi(v)
 			if convErr != nil || n < 0 {
@@ -478,13 +505,126 @@ func parseCloneDetection(d *caddyfile.Dispenser, id string, duration func(name, 
 				cd.MaxDevices = n
 			}
 		default:
-			return nil, d.Errf("fusion_set %s: clone_detection: unknown option %q (want window, max_addresses or max_devices)", id, k)
+			return nil, d.Errf("fusion_set %s: clone_detection: unknown option %q (want window, max_addresses, max_devices or block_installs)", id, k)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return cd, nil
+}
+
+// parseInstalls reads the installs block, the fusion file's installs keys
+// (CompileSet checks the values as it does for the file).
+func parseInstalls(d *caddyfile.Dispenser, id string, duration func(name, v string) (fusion.Duration, error)) (*fusion.Installs, error) {
+	if d.NextArg() {
+		return nil, d.Errf("fusion_set %s: installs takes a block, not arguments", id)
+	}
+	in := new(fusion.Installs)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		k := d.Val()
+		var err error
+		switch k {
+		case "accept":
+			if in.Accept = d.RemainingArgs(); len(in.Accept) == 0 {
+				return nil, d.Errf("fusion_set %s: installs accept needs build and/or install", id)
+			}
+		case "max_lifetime", "lifetime":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.Errf("fusion_set %s: installs %s takes one value", id, k)
+			}
+			dst := &in.MaxLifetime
+			if k == "lifetime" {
+				dst = &in.Lifetime
+			}
+			*dst, err = duration("installs "+k, v)
+		case "enrollment":
+			in.Enrollment, err = parseEnrollment(d, id, duration)
+		case "attestation":
+			in.Attestation, err = parseAttestation(d, id)
+		default:
+			return nil, d.Errf("fusion_set %s: installs: unknown option %q (want accept, max_lifetime, lifetime, enrollment or attestation)", id, k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// parseEnrollment reads installs' enrollment block.
+func parseEnrollment(d *caddyfile.Dispenser, id string, duration func(name, v string) (fusion.Duration, error)) (*fusion.Enrollment, error) {
+	if d.NextArg() {
+		return nil, d.Errf("fusion_set %s: installs enrollment takes a block, not arguments", id)
+	}
+	e := new(fusion.Enrollment)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		k := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.Errf("fusion_set %s: installs enrollment %s takes one value", id, k)
+		}
+		switch k {
+		case "window":
+			var err error
+			if e.Window, err = duration("installs enrollment window", v); err != nil {
+				return nil, err
+			}
+		case "max_per_build", "max_per_address":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, d.Errf("fusion_set %s: installs enrollment %s: want a positive whole number, got %q", id, k, v)
+			}
+			if k == "max_per_build" {
+				e.MaxPerBuild = n
+			} else {
+				e.MaxPerAddress = n
+			}
+		default:
+			return nil, d.Errf("fusion_set %s: installs enrollment: unknown option %q (want window, max_per_build or max_per_address)", id, k)
+		}
+	}
+	return e, nil
+}
+
+// parseAttestation reads installs' attestation block.
+func parseAttestation(d *caddyfile.Dispenser, id string) (*fusion.Attestation, error) {
+	if d.NextArg() {
+		return nil, d.Errf("fusion_set %s: installs attestation takes a block, not arguments", id)
+	}
+	a := new(fusion.Attestation)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		k := d.Val()
+		vs := d.RemainingArgs()
+		if len(vs) == 0 {
+			return nil, d.Errf("fusion_set %s: installs attestation %s needs a value", id, k)
+		}
+		one := func(dst *string) error {
+			if len(vs) != 1 {
+				return d.Errf("fusion_set %s: installs attestation %s takes one value", id, k)
+			}
+			*dst = vs[0]
+			return nil
+		}
+		var err error
+		switch k {
+		case "mode":
+			err = one(&a.Mode)
+		case "min_security_level":
+			err = one(&a.MinSecurityLevel)
+		case "packages":
+			a.Packages = append(a.Packages, vs...)
+		case "signing_cert_digests":
+			a.SigningCertDigests = append(a.SigningCertDigests, vs...)
+		default:
+			return nil, d.Errf("fusion_set %s: installs attestation: unknown option %q (want mode, packages, signing_cert_digests or min_security_level)", id, k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // parseFailSafe reads `fail_safe <threshold> [window <d>] [duration <d>]` or

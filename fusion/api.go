@@ -51,6 +51,11 @@ type Request struct {
 	Reason     threat.Reason
 	ReasonData map[string]any
 
+	// Purpose is what the certificate is presented for: PurposeAccess (the
+	// zero value) at the gateways; mcc server's enrollment and renewal set
+	// PurposeEnroll and PurposeRenew.
+	Purpose Purpose
+
 	// Handshake is set by TLS-stage callers (the Caddy verifier): a failure
 	// is then reported as HANDSHAKE_FAILED with reasonData.cause set to the
 	// specific reason code.

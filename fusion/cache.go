@@ -43,6 +43,16 @@ type verdict struct {
 	rest [][]byte
 }
 
+// kind is the leaf's kind: build unless its build metadata reads as an
+// install certificate's (no or unreadable metadata counts as build). A nil
+// verdict (no parsed leaf) is build too.
+func (v *verdict) kind() certid.Kind {
+	if v == nil || !v.hasBuild {
+		return certid.KindBuild
+	}
+	return v.build.Kind
+}
+
 // fresh reports whether a cached verdict still holds at now for set and
 // the presented chain. It does not allocate.
 func (v *verdict) fresh(set *Set, chain [][]byte, now time.Time) bool {

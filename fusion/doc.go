@@ -17,14 +17,19 @@
 //     certificate verdict: parse; SHA-1/MD5 signatures; validity against the
 //     injected clock; chain to the set's CA (reusing the TLS stack's verified
 //     chain when it ends in that CA) and SPKI pins; revocation by serial,
-//     fingerprint or CRL; leaf CA flag and lifetime; the mcc identity URI;
-//     key strength; key usage; build rules.
+//     fingerprint or CRL; leaf CA flag and lifetime (and an install
+//     certificate's installs.max_lifetime); the mcc identity URI; key
+//     strength; key usage; build rules. Then, on the verdict cached or
+//     not, the certificate's kind (build or install) against what the
+//     request's purpose takes (installs.accept): CERT_KIND_REFUSED.
 //  6. A failure is scored (fail_safe), described in a threat event, emitted
 //     when threat_events is on, and blocks in defense mode (or when it
 //     crossed the fail-safe threshold). A good request whose use of its
 //     certificate crossed a clone_detection threshold is allowed in every
 //     mode and reported as RATE_ANOMALY, scoring the client, never the
-//     certificate.
+//     certificate; but an install certificate of a set with block_installs
+//     in defense mode is blocked, and banned by the store in the counting
+//     call.
 //
 // Verdicts are cached per set and leaf, bounded, and used only while the
 // chain is within its validity period and the set's revocation generation

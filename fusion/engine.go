@@ -197,8 +197,8 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 	// a miss below once the chain has verified (the rare path, which
 	// verification already makes a hundred times dearer).
 	var use threat.CertUse
-	if hit && v.reason == threat.ReasonNone && req.Reason == threat.ReasonNone {
-		use = e.certUse(set, req, subj, certSHA, now)
+	if hit && v.reason == threat.ReasonNone && req.Reason == threat.ReasonNone && set.Installs.acceptsKind(req.Purpose, v.kind()) {
+		use = e.certUse(set, req, subj, certSHA, v, now)
 	}
 	until, clone := e.scores.bannedCounting(ctx, set.ID, subj, use, set.Clone)
 	if !until.IsZero() {
@@ -226,12 +226,16 @@ func (e *Engine) Evaluate(ctx context.Context, setID string, req *Request) (d De
 		reason, data = v.reason, v.data
 		judged = true
 	}
+	if reason == threat.ReasonNone && v != nil {
+		reason, data = checkKind(set, req.Purpose, v)
+	}
 	if reason == threat.ReasonNone {
 		if use.CertSHA == "" && set.Clone.Enabled() {
-			_, clone = e.scores.bannedCounting(ctx, set.ID, threat.Subject{}, e.certUse(set, req, subj, certSHA, now), set.Clone)
+			use = e.certUse(set, req, subj, certSHA, v, now)
+			_, clone = e.scores.bannedCounting(ctx, set.ID, threat.Subject{}, use, set.Clone)
 		}
-		if clone.Report {
-			return e.cloneReport(ctx, set, req, subj, clone, v, now, hit)
+		if block := use.BanFor > 0 && clone.Over(set.Clone); block || clone.Report {
+			return e.cloneDecision(ctx, set, req, subj, clone, v, now, hit, block)
 		}
 		d = Decision{Action: Allow, FusionSet: set.ID, Mode: set.Mode, CacheHit: hit}
 		if v != nil {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mccgate/mcc/pki"
-	"github.com/mccgate/mcc/pki/attest"
+	"github.com/mccgate/mcc/pki/attestation"
 	"github.com/mccgate/mcc/pki/certid"
 )
 
@@ -51,7 +51,7 @@ type Enrollment struct {
 	MaxPerAddress int `yaml:"max_per_address,omitempty" json:"max_per_address,omitempty"`
 }
 
-// Attestation is installs.attestation (see package pki/attest).
+// Attestation is installs.attestation (see package pki/attestation).
 type Attestation struct {
 	// Mode is required, optional or off (default off).
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
@@ -89,7 +89,7 @@ type InstallPolicy struct {
 	EnrollPerBuild, EnrollPerAddr int
 	// Attestation is the enrollment's attestation policy (mode off when
 	// the set has none).
-	Attestation attest.Policy
+	Attestation attestation.Policy
 }
 
 // Accepts reports whether the set's routes accept a certificate of kind.
@@ -180,11 +180,11 @@ func (c *setCompiler) compileInstalls(s *Set, sc SetConfig) {
 		count("installs.enrollment.max_per_address", e.MaxPerAddress, &p.EnrollPerAddr)
 	}
 	if a := in.Attestation; a != nil {
-		pol := attest.Policy{Mode: attest.Mode(a.Mode), Expect: attest.Expectations{
-			PackageNames: a.Packages, MinSecurityLevel: attest.SecurityLevel(a.MinSecurityLevel),
+		pol := attestation.Policy{Mode: attestation.Mode(a.Mode), Expect: attestation.Expectations{
+			PackageNames: a.Packages, MinSecurityLevel: attestation.SecurityLevel(a.MinSecurityLevel),
 		}}
 		for i, d := range a.SigningCertDigests {
-			v, err := attest.ParseDigest(d)
+			v, err := attestation.ParseDigest(d)
 			if err != nil {
 				c.addf("installs.attestation.signing_cert_digests["+strconv.Itoa(i)+"]", "%v", err)
 				continue
@@ -201,4 +201,33 @@ func (c *setCompiler) compileInstalls(s *Set, sc SetConfig) {
 		p.Attestation = pol
 	}
 	s.Installs = p
+}
+
+// Purpose says what a request presents its certificate for. The gateways
+// only make PurposeAccess requests; mcc server's enrollment makes the
+// others, so the kind of certificate each step takes is decided by the
+// same engine as everything else.
+type Purpose uint8
+
+const (
+	// PurposeAccess is a request to the set's routes: installs.accept
+	// decides which kinds are good.
+	PurposeAccess Purpose = iota
+	// PurposeEnroll is an enrollment: a build certificate only, whatever
+	// installs.accept says (with accept [install] it is the one thing a
+	// build certificate is good for).
+	PurposeEnroll
+	// PurposeRenew is a renewal: an install certificate only.
+	PurposeRenew
+)
+
+// acceptsKind reports whether a certificate of kind is good for purpose.
+func (p InstallPolicy) acceptsKind(purpose Purpose, kind certid.Kind) bool {
+	switch purpose {
+	case PurposeEnroll:
+		return kind == certid.KindBuild
+	case PurposeRenew:
+		return kind == certid.KindInstall
+	}
+	return p.Accepts(kind)
 }

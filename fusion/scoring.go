@@ -53,8 +53,13 @@ func (sc *scorer) bannedCounting(ctx context.Context, ns string, s threat.Subjec
 		return sc.banned(ctx, ns, s), threat.CloneResult{}
 	}
 	if sc.clones == nil {
-		_, res, _ := sc.fallback.BannedCounting(ctx, ns, threat.Subject{}, use, p)
-		return sc.banned(ctx, ns, s), res
+		// The fallback then holds any ban of a certificate the count
+		// found over a maximum (use.BanFor): s's bans there count too.
+		fb, res, _ := sc.fallback.BannedCounting(ctx, ns, s, use, p)
+		if until := sc.banned(ctx, ns, s); until.After(fb) {
+			return until, res
+		}
+		return fb, res
 	}
 	until, res, err := sc.clones.BannedCounting(ctx, ns, s, use, p)
 	if err != nil {

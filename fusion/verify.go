@@ -28,6 +28,12 @@ const (
 	MaxChainBytes = 64 << 10
 )
 
+// installLifetimeSkew is what an install certificate may live beyond
+// installs.max_lifetime: pki.IssueInstall backdates notBefore by one minute
+// (its installClockSkew) for devices whose clock runs behind, so a
+// certificate issued for exactly max_lifetime spans max_lifetime plus that.
+const installLifetimeSkew = time.Minute
+
 var (
 	farPast   = time.Time{}
 	farFuture = time.Unix(math.MaxInt64/2, 0)
@@ -177,6 +183,15 @@ func checkCert(set *Set, chain [][]byte, verified [][]*x509.Certificate, now tim
 		}
 	}
 
+	if v.kind() == certid.KindInstall {
+		// pki.IssueInstall backdates notBefore by pki.InstallBackdate for
+		// clock skew, so a certificate issued for exactly max_lifetime
+		// lives that much longer: tolerated, and nothing more.
+		if life := leaf.NotAfter.Sub(leaf.NotBefore); life > set.Installs.MaxLifetime+installLifetimeSkew {
+			return fail(threat.ReasonCertMalformed, map[string]any{"error": "install certificate lifetime exceeds installs.max_lifetime", "lifetime": life.String(), "maxLifetime": set.Installs.MaxLifetime.String()})
+		}
+	}
+
 	if r, data := checkIdentity(set, leaf); r != threat.ReasonNone {
 		return fail(r, data)
 	}
@@ -317,6 +332,46 @@ func checkIdentity(set *Set, leaf *x509.Certificate) (threat.Reason, map[string]
 		data["error"] = "more than one mcc identity URI SAN"
 	}
 	return threat.ReasonIdentityMismatch, data
+}
+
+// checkKind refuses a certificate whose kind the request's purpose does
+// not take: on the set's routes the kinds installs.accept lists, for
+// enrollment a build certificate, for renewal an install certificate
+// (InstallPolicy.acceptsKind). A certificate with no or unreadable build
+// metadata counts as a build certificate. It runs after the verdict,
+// cached or not: the same certificate is good for one purpose and not for
+// another, so the kind cannot be part of the cached verdict. On the good
+// path it compares two flags and allocates nothing.
+func checkKind(set *Set, purpose Purpose, v *verdict) (threat.Reason, map[string]any) {
+	kind := v.kind()
+	if set.Installs.acceptsKind(purpose, kind) {
+		return threat.ReasonNone, nil
+	}
+	var accept []string
+	switch purpose {
+	case PurposeEnroll:
+		accept = []string{certid.KindBuild.String()}
+	case PurposeRenew:
+		accept = []string{certid.KindInstall.String()}
+	default:
+		accept = set.Installs.AcceptNames()
+	}
+	return threat.ReasonCertKindRefused, map[string]any{
+		"error":  kind.String() + " certificate not accepted " + purpose.what(),
+		"kind":   kind.String(),
+		"accept": accept,
+	}
+}
+
+// what names purpose in a refusal.
+func (p Purpose) what() string {
+	switch p {
+	case PurposeEnroll:
+		return "for enrollment"
+	case PurposeRenew:
+		return "for renewal"
+	}
+	return "on the fusion set's routes (installs.accept)"
 }
 
 func checkKey(set *Set, leaf *x509.Certificate) (threat.Reason, map[string]any) {

@@ -25,12 +25,16 @@ const (
 
 // InstallRequest describes one app install's certificate, issued for a key
 // the device made (Android Keystore, the Secure Enclave) and proved with a
-// CSR. Set exactly one of CSR and ParsedCSR.
+// CSR. Set exactly one of CSR, ParsedCSR and PublicKey.
 type InstallRequest struct {
 	CSR       []byte                   // PKCS #10 DER, at most MaxInstallCSRSize bytes
 	ParsedCSR *x509.CertificateRequest // already parsed: its Raw is bounded and parsed again
-	FusionSet string                   // fusion set id: the identity URI's host
-	AppID     string                   // app id: the identity URI's path
+	// PublicKey is the key of a renewal that keeps its key: the device
+	// proved it holds it by signing the TLS handshake with it, which is
+	// what a CSR's signature would prove.
+	PublicKey *ecdsa.PublicKey
+	FusionSet string // fusion set id: the identity URI's host
+	AppID     string // app id: the identity URI's path
 	// Build is copied by the caller from the build certificate the install
 	// presented; Kind and InstallID are set by IssueInstall.
 	Build     certid.BuildInfo
@@ -58,7 +62,7 @@ type InstallCert struct {
 // digitalSignature, is not a CA, has exactly one identity URI SAN and the
 // Subject of certid.Subject with install metadata.
 func (ca *CA) IssueInstall(req InstallRequest) (*InstallCert, error) {
-	pub, err := installKey(req.CSR, req.ParsedCSR)
+	pub, err := installKey(req.CSR, req.ParsedCSR, req.PublicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -114,9 +118,15 @@ func (ca *CA) IssueInstall(req InstallRequest) (*InstallCert, error) {
 // key. Only the key and the proof of possession are taken from the CSR. A
 // parsed CSR is parsed again from its Raw bytes, so what is checked is what
 // was signed, whatever the caller's struct says.
-func installKey(der []byte, csr *x509.CertificateRequest) (*ecdsa.PublicKey, error) {
-	if (der == nil) == (csr == nil) {
-		return nil, errors.New("install request: set exactly one of the CSR's DER and the parsed CSR")
+func installKey(der []byte, csr *x509.CertificateRequest, key *ecdsa.PublicKey) (*ecdsa.PublicKey, error) {
+	if n := btoi(der != nil) + btoi(csr != nil) + btoi(key != nil); n != 1 {
+		return nil, errors.New("install request: set exactly one of the CSR's DER, the parsed CSR and the public key")
+	}
+	if key != nil {
+		if key.Curve != elliptic.P256() {
+			return nil, errors.New("install key must be ECDSA P-256 (what Android Keystore and the Secure Enclave make)")
+		}
+		return key, nil
 	}
 	if csr != nil {
 		der = csr.Raw
@@ -139,4 +149,11 @@ func installKey(der []byte, csr *x509.CertificateRequest) (*ecdsa.PublicKey, err
 		return nil, errors.New("CSR key must be ECDSA P-256 (what Android Keystore and the Secure Enclave make)")
 	}
 	return pub, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -88,7 +88,7 @@ for target in FuzzRequestDecode FuzzJSONScan; do
 	fuzz ./server/api "$target"
 done
 # Android key attestation: the KeyDescription parser takes what an app sends.
-fuzz ./pki/attest FuzzAndroidKeyDescription
+fuzz ./pki/attestation FuzzAndroidKeyDescription
 # The CSR an app sends to enroll.
 fuzz ./pki FuzzIssueInstallCSR
 

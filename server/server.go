@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mccgate/mcc/pki/attestation"
 	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/authority"
@@ -33,6 +35,10 @@ const (
 	// KEKFileName is the key-encryption key inside the data directory.
 	KEKFileName = "kek.key"
 )
+
+// enrollmentRetention is how long enrollment rows are kept: longer than
+// the longest enrollment window and install certificate lifetime.
+const enrollmentRetention = 31 * 24 * time.Hour
 
 // Config says where the server keeps its state and how it behaves.
 type Config struct {
@@ -98,6 +104,11 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 	s := &Server{cfg: c, log: c.Logger, db: db}
 	s.tokens = auth.NewTokens(db, c.Now)
 	s.cas = authority.New(db, sealer, c.Now)
+	android, err := attestation.NewAndroidVerifier()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	var limiter *auth.Limiter
 	if c.RateLimit > 0 {
 		limiter = auth.NewLimiter(c.RateLimit, c.RateBurst)
@@ -108,6 +119,7 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 		Limiter:     limiter,
 		Keys:        sealer,
 		Authorities: s.cas,
+		Verifiers:   []attestation.Verifier{android},
 		Log:         c.Logger,
 		Now:         c.Now,
 		Version:     c.Version,
@@ -176,6 +188,24 @@ func (c Config) withDefaults() (Config, error) {
 // Handler is the HTTP API.
 func (s *Server) Handler() http.Handler { return s.api.Handler() }
 
+// EnrollHandler is the enrollment listener's handler: the enroll and
+// renew routes only. Serve it with EnrollTLS.
+func (s *Server) EnrollHandler() http.Handler { return s.api.EnrollHandler() }
+
+// EnrollTLS is the enrollment listener's TLS configuration: base (the
+// server certificate) asking every client for its certificate. The chain
+// is checked by the route against the fusion set named in the path (each
+// set has its own CA, and sets come and go while the server runs), so the
+// handshake only requires a certificate and its proof of possession.
+func EnrollTLS(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.ClientAuth = tls.RequireAnyClientCert
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	return c
+}
+
 // DB is the server's database (restore records itself through it).
 func (s *Server) DB() *store.DB { return s.db }
 
@@ -210,6 +240,11 @@ func (s *Server) housekeeping(ctx context.Context) {
 	}
 	if err := s.api.PurgeIdempotency(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("purging idempotency keys", zap.Error(err))
+	}
+	// Enrollment rows count within a week at most, and stop a second
+	// renewal of a certificate that lives 30 days at most.
+	if _, err := s.db.PurgeEnrollments(ctx, s.cfg.Now().Add(-enrollmentRetention)); err != nil && ctx.Err() == nil {
+		s.log.Error("purging enrollments", zap.Error(err))
 	}
 }
 

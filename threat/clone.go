@@ -8,9 +8,12 @@ import "time"
 // a genuine certificate on every connection. What gives it away is breadth:
 // one certificate, many client addresses (by the scoring prefix, AddressKey)
 // or many device ids within a window. Past a fusion set's thresholds the
-// engine reports RATE_ANOMALY and scores the client it saw; it never blocks
-// the request and never scores the certificate for it, since a build
-// certificate must not be bannable by one client's behaviour.
+// engine reports RATE_ANOMALY and scores the client it saw; it never scores
+// the certificate for it, and it never blocks the request or bans the
+// certificate, since a build certificate must not be bannable by one
+// client's behaviour. The one exception is an install certificate (issued
+// to one device) of a set with BlockInstalls in defense mode: it is
+// blocked and banned (CertUse.BanFor).
 
 // DefaultCloneWindow is the counting window when a ClonePolicy has none.
 const DefaultCloneWindow = time.Hour
@@ -28,6 +31,12 @@ type ClonePolicy struct {
 	Window       time.Duration
 	MaxAddresses int
 	MaxDevices   int
+	// BlockInstalls is the engine's switch (clone_detection
+	// .block_installs): an install certificate, one device's by
+	// construction, is blocked and banned once it crosses a maximum in
+	// defense mode. Stores ignore it; the engine asks them to ban through
+	// CertUse.BanFor.
+	BlockInstalls bool
 }
 
 // Enabled reports whether clone detection counts anything.
@@ -90,6 +99,14 @@ type CertUse struct {
 	// At is when the use happened: the engine's clock, read once per
 	// request (the store reads its own when zero).
 	At time.Time
+	// BanFor, when positive, bans the certificate itself (its Subject
+	// CertSHA key) for BanFor once this use finds it at or over a maximum
+	// and it is not banned already, in the same store call, so every
+	// gateway sharing the store refuses it from its next request. The
+	// engine sets it only for an install certificate of a set that blocks
+	// them (ClonePolicy.BlockInstalls) in defense mode: a build
+	// certificate is every install's and is never banned for this.
+	BanFor time.Duration
 }
 
 // CloneResult is what counting one use found.
@@ -107,4 +124,14 @@ type CloneResult struct {
 	// Sample holds up to CloneSampleSize addresses that used the
 	// certificate in the window; filled only when Report is set.
 	Sample []string
+	// CertBannedUntil is set when the use asked for a ban (CertUse.BanFor)
+	// and found the certificate over a maximum: the end of its ban, the
+	// one this use set or one already live.
+	CertBannedUntil time.Time
+}
+
+// Over reports whether the counts are at or over a maximum of p.
+func (r CloneResult) Over(p ClonePolicy) bool {
+	a, d := p.Levels(r.Addresses, r.Devices)
+	return a > 0 || d > 0
 }

@@ -201,7 +201,33 @@ func (s *MemoryStore) BannedCounting(ctx context.Context, ns string, sub Subject
 	if at.IsZero() {
 		at = s.now()
 	}
-	return until, s.clones.count(ns, use, p, at.UnixNano()), nil
+	res := s.clones.count(ns, use, p, at.UnixNano())
+	if use.BanFor > 0 && res.Over(p) {
+		res.CertBannedUntil = s.banCert(ns, use.CertSHA, at, use.BanFor)
+	}
+	return until, res, nil
+}
+
+// banCert bans the certificate key of ns for banFor from at, unless a ban
+// of it is live (which it returns instead), as Add bans a key whose score
+// reached the threshold: Banned, Bans and Lift see it like any other.
+func (s *MemoryStore) banCert(ns, certSHA string, at time.Time, banFor time.Duration) time.Time {
+	now := at.UnixNano()
+	k := memKey{ns: ns, kind: kindCert, val: certSHA}
+	sh := s.shard(k)
+	sh.mu.Lock()
+	e := s.use(sh, k, now)
+	if now >= e.bannedUntil {
+		if e.bannedUntil != 0 {
+			// The old ban is over (see Add).
+			e.bannedUntil = 0
+			s.bans.Add(-1)
+		}
+		s.ban(e, now+int64(banFor))
+	}
+	until := e.bannedUntil
+	sh.mu.Unlock()
+	return time.Unix(0, until).In(at.Location())
 }
 
 // CloneLen returns the number of certificates whose uses are counted, for

@@ -171,12 +171,7 @@ func (s *MemoryStore) Add(_ context.Context, ns string, sub Subject, delta int, 
 		k := memKey{ns: ns, kind: keyKind(kind), val: val}
 		sh := s.shard(k)
 		sh.mu.Lock()
-		e := sh.m[k]
-		if e == nil {
-			e = s.insert(sh, k, now)
-		} else {
-			sh.touch(e)
-		}
+		e := s.use(sh, k, now)
 		if now >= e.windowEnd {
 			e.score = 0
 			e.windowEnd = now + int64(window)
@@ -193,9 +188,7 @@ func (s *MemoryStore) Add(_ context.Context, ns string, sub Subject, delta int, 
 			s.bans.Add(-1)
 		}
 		if !banned && delta > 0 && p.Enabled() && p.BanFor > 0 && e.score >= p.Threshold {
-			s.bans.Add(1)
-			e.bannedUntil = now + int64(p.BanFor)
-			s.raiseHorizon(e.bannedUntil)
+			s.ban(e, now+int64(p.BanFor))
 			banned = true
 		}
 		if e.score > res.Total {
@@ -313,6 +306,24 @@ func (s *MemoryStore) raiseHorizon(n int64) {
 			return
 		}
 	}
+}
+
+// use returns the entry of k, made the most recently used, or a fresh one.
+// The caller holds sh.mu.
+func (s *MemoryStore) use(sh *memShard, k memKey, now int64) *memEntry {
+	if e := sh.m[k]; e != nil {
+		sh.touch(e)
+		return e
+	}
+	return s.insert(sh, k, now)
+}
+
+// ban bans e, which holds no ban (its old one cleared), until until. The
+// caller holds e's shard lock.
+func (s *MemoryStore) ban(e *memEntry, until int64) {
+	s.bans.Add(1)
+	e.bannedUntil = until
+	s.raiseHorizon(until)
 }
 
 // insert adds a fresh entry at the head of sh, evicting the coldest entry

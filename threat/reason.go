@@ -31,6 +31,12 @@ const (
 	// reported, never blocked, and scores the client, never the
 	// certificate (see ClonePolicy).
 	ReasonRateAnomaly Reason = "RATE_ANOMALY"
+	// ReasonCertKindRefused is a certificate the set's CA issued, of a
+	// kind the set does not accept for what it was presented for
+	// (installs.accept): typically a build certificate, shipped in every
+	// copy of the app, used on the routes of a set that wants install
+	// certificates, the signature of a bundle pulled out of the app.
+	ReasonCertKindRefused Reason = "CERT_KIND_REFUSED"
 )
 
 // AllReasons lists every reason code, in a stable order.
@@ -39,7 +45,7 @@ var AllReasons = []Reason{
 	ReasonCertRevoked, ReasonIdentityMismatch, ReasonWeakCrypto, ReasonWrongKeyUsage,
 	ReasonCertMalformed, ReasonBuildBlocked, ReasonFailSafeActive,
 	ReasonHandshakeFailed, ReasonSpoofedCertHeader, ReasonConfigError,
-	ReasonRateAnomaly,
+	ReasonRateAnomaly, ReasonCertKindRefused,
 }
 
 // DefaultScores is the per-event score of each reason when a fusion set does
@@ -61,6 +67,7 @@ var DefaultScores = map[Reason]int{
 	ReasonSpoofedCertHeader: 50,
 	ReasonConfigError:       0,
 	ReasonRateAnomaly:       10,
+	ReasonCertKindRefused:   30,
 }
 
 // Valid reports whether r is a known reason code.
@@ -103,6 +110,9 @@ var reasonSubjects = map[Reason]SubjectSet{
 	// The client that pushed the certificate over the threshold, never
 	// the certificate: a build certificate is every install's.
 	ReasonRateAnomaly: ClientSubjects,
+	// The client that used a build certificate off enrollment, never the
+	// certificate: it is every install's.
+	ReasonCertKindRefused: ClientSubjects,
 }
 
 // Subjects returns the subject kinds a failure with reason r may score (see

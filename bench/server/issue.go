@@ -120,42 +120,18 @@ func benchIssue(ctx context.Context, o options) error {
 	if o.Quick {
 		total = 80
 	}
-	var next atomic.Int64
-	lat := make([][]time.Duration, workers)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(total) {
-					return
-				}
-				body := fmt.Appendf(nil, `{"appId":"com.example.bench","buildId":"build-%d","buildUser":"bench"}`, i)
-				t0 := time.Now()
-				status, data, err := s.call(ctx, "POST", "/v1/fusion-sets/bench-prod/builds", s.admin, "application/json", body,
-					"Idempotency-Key", fmt.Sprintf("bench-%d", i))
-				if err == nil && status != http.StatusCreated {
-					err = fmt.Errorf("issuing: %d %s", status, data)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
+	all, elapsed, err := runWorkers(total, workers, func(i int) error {
+		body := fmt.Appendf(nil, `{"appId":"com.example.bench","buildId":"build-%d","buildUser":"bench"}`, i+1)
+		status, data, err := s.call(ctx, "POST", "/v1/fusion-sets/bench-prod/builds", s.admin, "application/json", body,
+			"Idempotency-Key", fmt.Sprintf("bench-%d", i+1))
+		if err == nil && status != http.StatusCreated {
+			err = fmt.Errorf("issuing: %d %s", status, data)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	all := slices.Concat(lat...)
 	fmt.Printf("database         %s\n", certsDialect(o))
 	fmt.Printf("cpus             %d (GOMAXPROCS %d)\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	fmt.Printf("issued           %d bundles (modern profile, with Idempotency-Key) in %s\n", len(all), elapsed.Round(time.Millisecond))
@@ -169,6 +145,41 @@ func certsDialect(o options) string {
 		return "postgres"
 	}
 	return "sqlite"
+}
+
+// runWorkers runs one(i) for i in [0, total) from workers goroutines and
+// returns each call's latency and the wall time; the first error stops it.
+func runWorkers(total, workers int, one func(i int) error) ([]time.Duration, time.Duration, error) {
+	var next atomic.Int64
+	lat := make([][]time.Duration, workers)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(total) {
+					return
+				}
+				t0 := time.Now()
+				if err := one(int(i)); err != nil {
+					errs <- err
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, 0, err
+	}
+	return slices.Concat(lat...), elapsed, nil
 }
 
 // certsLatency prints p50, p99 and the maximum of samples.

@@ -2,7 +2,7 @@
 // against a real database, and prints the figures the README quotes:
 //
 //	go run ./bench/server                 # every benchmark
-//	go run ./bench/server -run issue      # one of: issue, certs, ingest, query
+//	go run ./bench/server -run issue      # one of: issue, enroll, certs, ingest, query
 //
 // Each benchmark starts its own server on a fresh SQLite data directory
 // (or -database postgres://...), fills it, measures and prints one block.

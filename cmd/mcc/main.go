@@ -28,6 +28,7 @@ func commands() []command {
 		{"ca", "manage a certificate authority (ca init)", runCA},
 		{"issue", "issue an app build's client certificate bundle and certified-secure record", runIssue},
 		{"revoke", "revoke a certificate and update the revocation list and CRL", runRevoke},
+		{"enroll", "play the app: trade the build bundle for an install certificate (or renew one)", runEnroll},
 		{"certify", "verify a certified-secure record (certify verify)", runCertify},
 		{"cert", "issue control-channel certificates for mTLS (cert create)", runCert},
 		{"validate", "check a fusion set file and print every problem", runValidate},

@@ -17,7 +17,7 @@ import (
 // a file.
 func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("revoke", "revoke --ca DIR (--serial HEX | --cert FILE.pem) [--reason R] [--crl-next-update DUR] [--force]\n"+
-		"       mcc revoke --server URL --token-file F (--serial HEX | --cert FILE.pem | --fusion-set ID --app-id APP --build BUILD) [--reason R]", stderr)
+		"       mcc revoke --server URL --token-file F (--serial HEX | --cert FILE.pem | --fusion-set ID --app-id APP --build BUILD [--kind build|install] | --fusion-set ID --install ID) [--reason R]", stderr)
 	caDir := fs.String("ca", "", "CA directory")
 	serialText := fs.String("serial", "", "serial number in hex (any case, colons allowed)")
 	certFile := fs.String("cert", "", "PEM certificate to revoke (instead of --serial)")
@@ -42,9 +42,9 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if n := countSet(*serialText != "", *certFile != "", build.on()); n != 1 {
+	if n := countSet(*serialText != "", *certFile != "", build.on(), build.installOn()); n != 1 {
 		if remote.on() {
-			return usageError(fs, "give exactly one of --serial, --cert and --build")
+			return usageError(fs, "give exactly one of --serial, --cert, --build and --install")
 		}
 		return usageError(fs, "give exactly one of --serial and --cert")
 	}

@@ -13,27 +13,41 @@ import (
 )
 
 // remoteBuildFlags name every certificate of one build (`mcc revoke
-// --server ... --fusion-set ID --app-id APP --build BUILD`).
+// --server ... --fusion-set ID --app-id APP --build BUILD [--kind K]`), or
+// of one install (`--fusion-set ID --install ID`).
 type remoteBuildFlags struct {
-	set, app, build string
+	set, app, build, kind, install string
 }
 
 func (b *remoteBuildFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.build, "build", "", "with --server: revoke every certificate of this build id (with --fusion-set and --app-id)")
-	fs.StringVar(&b.set, "fusion-set", "", "with --build: the build's fusion set")
+	fs.StringVar(&b.build, "build", "", "with --server: revoke every certificate of this build id, its installs' included (with --fusion-set and --app-id); revoking its build certificate also stops its enrollments")
+	fs.StringVar(&b.set, "fusion-set", "", "with --build or --install: the fusion set")
 	fs.StringVar(&b.app, "app-id", "", "with --build: the build's app id")
+	fs.StringVar(&b.kind, "kind", "", "with --build: only its `build` certificates, or only its `install` certificates (every install of the build)")
+	fs.StringVar(&b.install, "install", "", "with --server: revoke every certificate of this install id (with --fusion-set)")
 }
 
-func (b *remoteBuildFlags) on() bool { return b.build != "" || b.set != "" || b.app != "" }
+// on reports a build named; installOn an install.
+func (b *remoteBuildFlags) on() bool        { return b.build != "" || b.app != "" || b.kind != "" }
+func (b *remoteBuildFlags) installOn() bool { return b.install != "" }
 
 func (b *remoteBuildFlags) check(fs *flag.FlagSet, remote bool) error {
 	switch {
-	case !b.on():
+	case !b.on() && !b.installOn():
+		if b.set != "" {
+			return usageError(fs, "--fusion-set goes with --build or --install")
+		}
 		return nil
 	case !remote:
-		return usageError(fs, "--build, --fusion-set and --app-id need --server (a CA directory revokes by serial)")
-	case b.build == "" || b.set == "" || b.app == "":
+		return usageError(fs, "--build and --install need --server (a CA directory revokes by serial)")
+	case b.on() && b.installOn():
+		return usageError(fs, "give --build or --install, not both")
+	case b.installOn() && b.set == "":
+		return usageError(fs, "--install needs --fusion-set")
+	case b.on() && (b.build == "" || b.set == "" || b.app == ""):
 		return usageError(fs, "--build, --fusion-set and --app-id go together")
+	case b.kind != "" && b.kind != "build" && b.kind != "install":
+		return usageError(fs, "--kind is build or install")
 	}
 	return nil
 }
@@ -75,8 +89,13 @@ func runRevokeRemote(ctx context.Context, fs *flag.FlagSet, remote *remoteFlags,
 			return fmt.Errorf("--cert %s: %w", rr.certFile, err)
 		}
 		req.Serial = pki.FormatSerial(cert.SerialNumber)
+	case rr.build.installOn():
+		req.Install = &client.InstallRef{FusionSet: rr.build.set, InstallID: rr.build.install}
 	default:
 		req.Build = &client.BuildRef{FusionSet: rr.build.set, AppID: rr.build.app, BuildID: rr.build.build}
+		if rr.build.kind != "" {
+			req.Build.Kinds = []string{rr.build.kind}
+		}
 	}
 	c, err := remote.client()
 	if err != nil {

@@ -110,6 +110,7 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&tlsFlags.CertFile, "tls-cert", "", "PEM `file` with the server certificate chain (HTTPS)")
 	fs.StringVar(&tlsFlags.KeyFile, "tls-key", "", "PEM `file` with the server private key")
 	fs.BoolVar(&tlsFlags.InsecurePlaintext, "insecure-plaintext", false, "allow plain HTTP off loopback, e.g. behind a TLS-terminating proxy (warned at every start)")
+	enrollListen := fs.String("enroll-listen", "", "`address` of the enrollment listener: apps trade their build certificate for an install certificate over mTLS (needs --tls-cert and --tls-key)")
 	rate := fs.Float64("rate-limit", server.DefaultRateLimit, "requests per second allowed per token (0: no limit)")
 	burst := fs.Int("rate-burst", server.DefaultRateBurst, "requests a token may send at once above --rate-limit")
 	if err := parseFlags(fs, args); err != nil {
@@ -123,6 +124,9 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err := tlsFlags.Check(); err != nil {
 		return usageError(fs, "%v", err)
+	}
+	if *enrollListen != "" && tlsFlags.CertFile == "" {
+		return usageError(fs, "--enroll-listen needs --tls-cert and --tls-key: apps present their certificate over TLS")
 	}
 	log := newJSONLogger(stderr, "server")
 	if err := tlsFlags.CheckAdminListen("--listen", *listen, log); err != nil {
@@ -146,44 +150,58 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	return serveAPI(ctx, srv, ln, tlsConfig, log, stdout)
+	var enrollLn net.Listener
+	if *enrollListen != "" {
+		if enrollLn, err = net.Listen("tcp", *enrollListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("--enroll-listen: %w", err)
+		}
+	}
+	return serveAPI(ctx, srv, ln, enrollLn, tlsConfig, log, stdout)
 }
 
 // serveAPI serves the API on ln until ctx is done, then shuts down
 // gracefully: requests in flight finish (up to shutdownGrace).
-func serveAPI(ctx context.Context, srv *server.Server, ln net.Listener, tlsConfig *tls.Config, log *zap.Logger, stdout io.Writer) error {
+// enrollLn, when not nil, serves the enrollment routes over mTLS.
+func serveAPI(ctx context.Context, srv *server.Server, ln, enrollLn net.Listener, tlsConfig *tls.Config, log *zap.Logger, stdout io.Writer) error {
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-	}
+	servers := []*http.Server{newHTTPServer(srv.Handler(), log)}
+	listeners := []net.Listener{ln}
 	bg, stopBG := context.WithCancel(ctx)
 	bgDone := make(chan struct{})
 	go func() { srv.Run(bg); close(bgDone) }()
 	url := scheme + "://" + ln.Addr().String()
 	log.Info("serving the API", zap.String("url", url), zap.String("database", string(srv.DB().Dialect())))
 	fmt.Fprintf(stdout, "mcc server listening on %s\n", url)
+	if enrollLn != nil {
+		enrollLn = tls.NewListener(enrollLn, server.EnrollTLS(tlsConfig))
+		servers = append(servers, newHTTPServer(srv.EnrollHandler(), log))
+		listeners = append(listeners, enrollLn)
+		enrollURL := "https://" + enrollLn.Addr().String()
+		log.Info("serving enrollment", zap.String("url", enrollURL))
+		fmt.Fprintf(stdout, "mcc server enrollment on %s\n", enrollURL)
+	}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	serveErr := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { serveErr <- hs.Serve(listeners[i]) }()
+	}
 	var err error
 	select {
 	case err = <-serveErr:
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		err = hs.Shutdown(shutdown)
-		cancel()
-		<-serveErr
 	}
+	shutdown, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	for _, hs := range servers {
+		if e := hs.Shutdown(shutdown); err == nil {
+			err = e
+		}
+	}
+	cancel()
 	stopBG()
 	<-bgDone
 	if errors.Is(err, http.ErrServerClosed) {
@@ -191,6 +209,19 @@ func serveAPI(ctx context.Context, srv *server.Server, ln net.Listener, tlsConfi
 	}
 	log.Info("stopped")
 	return err
+}
+
+// newHTTPServer is an http.Server with the timeouts every listener has.
+func newHTTPServer(h http.Handler, log *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
 }
 
 // shutdownGrace is how long requests in flight may take to finish.

@@ -235,7 +235,7 @@ func TestRemoteBadInput(t *testing.T) {
 		{"wrong token", append(issue, "--server", e.url, "--token-file", wrong), 1, "unauthorized"},
 		{"unknown set", []string{"issue", "--fusion-set", "nope", "--app-id", "com.example.bank", "--build", "b9", "--out", out, "--server", e.url, "--token-file", e.ciToken}, 1, "HTTP 404"},
 		{"revoke build flags locally", []string{"revoke", "--ca", e.dir, "--build", "b1", "--fusion-set", "bank-prod", "--app-id", "a"}, 2, "need --server"},
-		{"revoke two targets", []string{"revoke", "--server", e.url, "--token-file", e.revokeToken, "--serial", "ab", "--build", "b1", "--fusion-set", "bank-prod", "--app-id", "a"}, 2, "exactly one of --serial, --cert and --build"},
+		{"revoke two targets", []string{"revoke", "--server", e.url, "--token-file", e.revokeToken, "--serial", "ab", "--build", "b1", "--fusion-set", "bank-prod", "--app-id", "a"}, 2, "exactly one of --serial, --cert, --build and --install"},
 		{"revoke half a build", []string{"revoke", "--server", e.url, "--token-file", e.revokeToken, "--build", "b1"}, 2, "go together"},
 		{"revoke crl flag remote", []string{"revoke", "--server", e.url, "--token-file", e.revokeToken, "--serial", "ab", "--crl-next-update", "1d"}, 2, "--crl-next-update is for the local mode"},
 		{"verify crl flag remote", []string{"certify", "verify", "r.json", "--server", e.url, "--token-file", e.ciToken, "--crl", "x"}, 2, "--crl is for the local mode"},

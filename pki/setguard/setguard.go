@@ -56,6 +56,9 @@ func (g *Guard) Check(ctx context.Context, iss *pki.Issued) error {
 		PeerCertificates: [][]byte{iss.Cert.Raw, iss.CA.Raw},
 		ClientIP:         "127.0.0.1",
 		RequestID:        "mcc-issue-check",
+		// A build certificate is always good to enroll with; with
+		// installs.accept [install] it is good for nothing else.
+		Purpose: fusion.PurposeEnroll,
 	})
 	if d.Reason == "" {
 		return nil
@@ -67,6 +70,20 @@ func (g *Guard) Check(ctx context.Context, iss *pki.Issued) error {
 		}
 	}
 	return &RejectedError{SetID: g.setID, Reason: string(d.Reason), Detail: detail}
+}
+
+// Evaluate runs the set's rules on a request made to mcc server itself
+// (an enrollment or a renewal presenting its certificate). Scores and
+// bans stay in the guard's own store: a client refused here is refused
+// here, and never banned at the gateways for it.
+func (g *Guard) Evaluate(ctx context.Context, req *fusion.Request) fusion.Decision {
+	return g.engine.Evaluate(ctx, g.setID, req)
+}
+
+// Set is the compiled fusion set the guard checks against.
+func (g *Guard) Set() *fusion.Set {
+	s, _ := g.engine.Set(g.setID)
+	return s
 }
 
 // RejectedError is a certificate the set would refuse.

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mccgate/mcc/pki/attestation"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/authority"
 	"github.com/mccgate/mcc/server/keys"
@@ -35,6 +36,8 @@ type Deps struct {
 	Authorities *authority.Authorities
 	Log         *zap.Logger
 	Now         func() time.Time
+	// Verifiers check enrollment attestations, one per format.
+	Verifiers []attestation.Verifier
 	// Version is reported by /v1/health.
 	Version string
 	// MaxBody bounds request bodies (DefaultMaxBody when zero); routes
@@ -131,6 +134,22 @@ func (a *API) Handler() http.Handler {
 	})
 }
 
+// EnrollHandler serves the enrollment listener: the client-certificate
+// routes and nothing else (a 404 problem), so no token route is reachable
+// there and no enrollment route is reachable without a certificate.
+func (a *API) EnrollHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range a.routes {
+		if r.Scope == auth.ScopeClientCert {
+			mux.Handle(r.Method+" "+r.Pattern, a.mux)
+		}
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, a.Log, notFound("the enrollment listener serves the enroll and renew routes only"))
+	})
+	return mux
+}
+
 // allowed lists the methods that would match r's path.
 func (a *API) allowed(r *http.Request) string {
 	var methods []string
@@ -155,7 +174,13 @@ func (a *API) wrap(scope auth.Scope, h handlerFunc) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, a.maxBody(r))
 		}
 		var caller *auth.Caller
-		if scope != "" {
+		if scope == auth.ScopeClientCert {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				writeProblem(w, r, a.Log, &Problem{Name: "unauthorized", Status: http.StatusUnauthorized,
+					Detail: "this route takes the app's client certificate: call the enrollment listener (--enroll-listen) over mTLS"})
+				return
+			}
+		} else if scope != "" {
 			c, prob := a.authenticate(r, scope)
 			if prob != nil {
 				writeProblem(w, r, a.Log, prob)

@@ -9,4 +9,5 @@ func (a *API) routesAreas() {
 	a.routesSetsTokensAudit()
 	a.routesCertificateAreas()
 	a.routesEvents()
+	a.routesEnroll()
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/pki/setguard"
@@ -271,6 +272,7 @@ func writeJSONBytes(w http.ResponseWriter, status int, body []byte) error {
 type publishedSet struct {
 	version     int64
 	appID       string
+	set         *fusion.Set // the compiled set (installs policy, prefixes)
 	guard       *setguard.Guard
 	protections *pki.Protections
 }
@@ -345,5 +347,5 @@ func compileSet(v store.SetSummary) (*publishedSet, error) {
 	p := *g.Protections
 	p.Source = "fusion-sets/" + set + "/versions/" + strconv.FormatInt(v.Version, 10)
 	p.SourceSHA256 = v.SHA256
-	return &publishedSet{version: v.Version, appID: s.AppID, guard: g, protections: &p}, nil
+	return &publishedSet{version: v.Version, appID: s.AppID, set: s, guard: g, protections: &p}, nil
 }

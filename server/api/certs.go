@@ -33,6 +33,8 @@ type certificateJSON struct {
 	IssuedBy         string     `json:"issuedBy"`
 	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
 	RevocationReason string     `json:"revocationReason,omitempty"`
+	InstallID        string     `json:"installId,omitempty"`
+	BuildSerial      string     `json:"buildSerial,omitempty"`
 }
 
 // certificateDetailJSON is one certificate with its PEM and record.
@@ -47,7 +49,7 @@ func certificateOf(c store.Certificate, now time.Time) certificateJSON {
 		Serial: c.Serial, SHA256: c.SHA256, FusionSet: c.FusionSet, AppID: c.AppID, BuildID: c.BuildID,
 		Kind: c.Kind, Profile: c.Profile, Status: c.Status(now),
 		NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt, IssuedBy: c.IssuedBy,
-		RevocationReason: c.RevocationReason,
+		RevocationReason: c.RevocationReason, InstallID: c.InstallID, BuildSerial: c.BuildSerial,
 	}
 	if !c.RevokedAt.IsZero() {
 		t := c.RevokedAt
@@ -114,8 +116,12 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request, _ *auth.Cal
 	if err != nil {
 		return err
 	}
+	record := json.RawMessage(c.Record)
+	if c.Record == "" {
+		record = json.RawMessage("null") // an install certificate has no certified record
+	}
 	return writeJSON(w, http.StatusOK, certificateDetailJSON{
-		certificateJSON: certificateOf(c, a.Now()), PEM: c.CertPEM, Record: json.RawMessage(c.Record),
+		certificateJSON: certificateOf(c, a.Now()), PEM: c.CertPEM, Record: record,
 	})
 }
 

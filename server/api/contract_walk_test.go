@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -115,6 +116,21 @@ func TestContractWalk(t *testing.T) {
 		body: `{"appId":"com.example.walk","buildId":"b-2"}`, header: key, want: 422})
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: issue, body: `{"appId":"com.example.walk","buildId":7}`, want: 422})
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/builds", token: read, body: build, want: 403})
+
+	// Enrollment, over mTLS on the enrollment listener.
+	bundle, err := base64.StdEncoding.DecodeString(issued.Bundle.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := buildTLS(t, issuedBundle{Data: bundle, Password: issued.Bundle.Password})
+	dev := newDevice(t, "walk-install-1")
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll/challenge", cert: bc, body: `{"installId":"walk-install-1"}`, want: 200})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll/challenge", cert: bc, body: `{"installId":""}`, want: 422})
+	dev.take(t, e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll", cert: bc, body: dev.enrollBody("walk-device"), want: 201}))
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll", cert: bc, body: `{"installId":"walk-install-2"}`, want: 422})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 201})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 409})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", body: `{}`, want: 401})
 
 	// Certificates and records.
 	serial := issued.Certificate.Serial

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 
+	"github.com/mccgate/mcc/server"
 	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/authority"
@@ -82,6 +84,7 @@ type apiEnv struct {
 	tokens *auth.Tokens
 	api    *api.API
 	srv    *httptest.Server
+	enroll *httptest.Server // the enrollment listener (mTLS)
 	clock  *apiClock
 	token  map[auth.Scope]string // the secret of each scope's token
 
@@ -115,6 +118,12 @@ func startAPI(t testing.TB, o envOptions) *apiEnv {
 		Authorities: authority.New(e.db, kek, e.clock.Now), Now: e.clock.Now, Version: "test"})
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
+	// The enrollment listener, as mcc server runs it: its own handler,
+	// TLS asking every client for a certificate.
+	e.enroll = httptest.NewUnstartedServer(e.api.EnrollHandler())
+	e.enroll.TLS = server.EnrollTLS(&tls.Config{})
+	e.enroll.StartTLS()
+	t.Cleanup(e.enroll.Close)
 	if e.token != nil {
 		return e
 	}
@@ -190,10 +199,23 @@ func newRequest(t testing.TB, base, method, path, token, body string, headers ..
 	return req
 }
 
+// enrollClient is a client of the enrollment listener presenting cert.
+func (e *apiEnv) enrollClient(cert *tls.Certificate) *http.Client {
+	tr := e.enroll.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+	return &http.Client{Transport: tr}
+}
+
 // roundTrip sends req and reads the whole answer.
 func (e *apiEnv) roundTrip(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := e.srv.Client().Do(req)
+	return roundTripWith(t, e.srv.Client(), req)
+}
+
+// roundTripWith sends req with client and reads the whole answer.
+func roundTripWith(t testing.TB, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
@@ -322,6 +344,9 @@ type contractReq struct {
 	// lenient: the server may accept what the document would not (a
 	// hostile value it ignores); only the answer is checked.
 	lenient bool
+	// cert, when set, sends the request to the enrollment listener over
+	// mTLS with this client certificate.
+	cert *tls.Certificate
 }
 
 // contractResp is an answer.
@@ -352,7 +377,11 @@ func (e *apiEnv) contract(t testing.TB) *contractChecker {
 func (e *apiEnv) send(t testing.TB, q contractReq) contractResp {
 	t.Helper()
 	check := e.contract(t)
-	resp, body := e.roundTrip(t, q.build(t, e.srv.URL))
+	base, client := e.srv.URL, e.srv.Client()
+	if q.cert != nil {
+		base, client = e.enroll.URL, e.enrollClient(q.cert)
+	}
+	resp, body := roundTripWith(t, client, q.build(t, base))
 	r := contractResp{status: resp.StatusCode, header: resp.Header, body: body}
 	if resp.StatusCode >= 500 {
 		t.Errorf("%s %s: %d (no input may yield a 5xx): %s", q.method, q.path, resp.StatusCode, body)
@@ -360,7 +389,7 @@ func (e *apiEnv) send(t testing.TB, q contractReq) contractResp {
 	if q.want != 0 && resp.StatusCode != q.want {
 		t.Errorf("%s %s: status %d, want %d: %s", q.method, q.path, resp.StatusCode, q.want, body)
 	}
-	check.answer(t, q, q.build(t, e.srv.URL), r)
+	check.answer(t, q, q.build(t, base), r)
 	return r
 }
 

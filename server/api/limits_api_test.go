@@ -17,6 +17,13 @@ func TestLargeBodiesBounded(t *testing.T) {
 	e := startAPI(t, envOptions{scopes: []auth.Scope{auth.ScopeEventsWrite}})
 	token := e.token[auth.ScopeEventsWrite]
 	var writers []*io.PipeWriter
+	// Held uploads end before the server closes (cleanups run last in,
+	// first out), or a failing test would wait for them forever.
+	t.Cleanup(func() {
+		for _, pw := range writers {
+			pw.CloseWithError(io.ErrUnexpectedEOF)
+		}
+	})
 	done := make(chan int, 4)
 	for range 4 {
 		pr, pw := io.Pipe()

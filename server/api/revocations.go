@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mccgate/mcc/pki"
+	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/store"
 )
@@ -20,20 +21,30 @@ func (a *API) routesRevocations() {
 	a.route("POST", "/v1/revocations", auth.ScopeRevoke, a.revoke)
 }
 
-// revocationRequest names what to revoke: exactly one of Serial, Serials
-// and Build.
+// revocationRequest names what to revoke: exactly one of Serial, Serials,
+// Build and Install.
 type revocationRequest struct {
-	Reason  string    `json:"reason,omitempty"`
-	Serial  string    `json:"serial,omitempty"`
-	Serials []string  `json:"serials,omitempty"`
-	Build   *buildRef `json:"build,omitempty"`
+	Reason  string      `json:"reason,omitempty"`
+	Serial  string      `json:"serial,omitempty"`
+	Serials []string    `json:"serials,omitempty"`
+	Build   *buildRef   `json:"build,omitempty"`
+	Install *installRef `json:"install,omitempty"`
 }
 
-// buildRef names every certificate of one build.
+// buildRef names every certificate of one build: its build certificates
+// (which stops its enrollments) and the install certificates enrolled
+// with them. Kinds narrows it to "build" or "install" certificates.
 type buildRef struct {
+	FusionSet string   `json:"fusionSet"`
+	AppID     string   `json:"appId"`
+	BuildID   string   `json:"buildId"`
+	Kinds     []string `json:"kinds,omitempty"`
+}
+
+// installRef names every certificate of one install.
+type installRef struct {
 	FusionSet string `json:"fusionSet"`
-	AppID     string `json:"appId"`
-	BuildID   string `json:"buildId"`
+	InstallID string `json:"installId"`
 }
 
 type revocationResult struct {
@@ -88,19 +99,29 @@ type namedSerial struct{ serial, field string }
 // (nil for a build); a serial named twice counts once.
 func revocationSerials(req revocationRequest) ([]namedSerial, error) {
 	given := 0
-	for _, g := range []bool{req.Serial != "", req.Serials != nil, req.Build != nil} {
+	for _, g := range []bool{req.Serial != "", req.Serials != nil, req.Build != nil, req.Install != nil} {
 		if g {
 			given++
 		}
 	}
 	if given != 1 {
-		return nil, invalid("give exactly one of serial, serials and build",
-			FieldError{Field: "serial", Detail: "give exactly one of serial, serials and build"})
+		return nil, invalid("give exactly one of serial, serials, build and install",
+			FieldError{Field: "serial", Detail: "give exactly one of serial, serials, build and install"})
 	}
 	switch {
 	case req.Build != nil:
 		if req.Build.FusionSet == "" || req.Build.AppID == "" || req.Build.BuildID == "" {
 			return nil, invalidField("build", "fusionSet, appId and buildId are all required")
+		}
+		for i, k := range req.Build.Kinds {
+			if k != store.KindBuild && k != store.KindInstall {
+				return nil, invalidField(fmt.Sprintf("build.kinds[%d]", i), "want build or install")
+			}
+		}
+		return nil, nil
+	case req.Install != nil:
+		if req.Install.FusionSet == "" || certid.CheckInstallID(req.Install.InstallID) != nil {
+			return nil, invalidField("install", "fusionSet and a valid installId are required")
 		}
 		return nil, nil
 	case req.Serial != "":
@@ -154,17 +175,27 @@ func parseSerial(raw string) (string, error) {
 // revocationTargets reads the certificates to revoke in tx, in the order
 // named (a build's by serial); an unknown serial is a 422 naming it.
 func (a *API) revocationTargets(ctx context.Context, tx *store.Tx, req revocationRequest, serials []namedSerial) ([]store.Certificate, error) {
-	if req.Build != nil {
-		found, err := tx.BuildCertificates(ctx, req.Build.FusionSet, req.Build.AppID, req.Build.BuildID)
+	if req.Build != nil || req.Install != nil {
+		var found map[string]store.Certificate
+		var err error
+		field, kinds := "install", []string(nil)
+		if req.Build != nil {
+			field, kinds = "build", req.Build.Kinds
+			found, err = tx.BuildCertificates(ctx, req.Build.FusionSet, req.Build.AppID, req.Build.BuildID)
+		} else {
+			found, err = tx.InstallCertificates(ctx, req.Install.FusionSet, req.Install.InstallID)
+		}
 		if err != nil {
 			return nil, err
 		}
-		if len(found) == 0 {
-			return nil, invalidField("build", "no certificate was issued for this build")
-		}
 		out := make([]store.Certificate, 0, len(found))
 		for _, c := range found {
-			out = append(out, c)
+			if len(kinds) == 0 || slices.Contains(kinds, c.Kind) {
+				out = append(out, c)
+			}
+		}
+		if len(out) == 0 {
+			return nil, invalidField(field, "no certificate of this "+field+" was issued")
 		}
 		slices.SortFunc(out, func(x, y store.Certificate) int { return strings.Compare(x.Serial, y.Serial) })
 		return out, nil

@@ -21,6 +21,10 @@ const (
 	ScopeAdmin       Scope = "admin"
 )
 
+// ScopeClientCert marks the routes an app calls with its certificate
+// (enrollment and renewal) instead of a token. No token carries it.
+const ScopeClientCert Scope = "client-certificate"
+
 // AllScopes lists the scopes in the order help texts show them.
 var AllScopes = []Scope{ScopeRead, ScopeIssue, ScopeRevoke, ScopeEventsWrite, ScopeAdmin}
 

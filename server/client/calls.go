@@ -171,17 +171,26 @@ func (c *Client) Certificates(ctx context.Context, f CertificateFilter) (*Certif
 // RevokeRequest is the body of POST /v1/revocations: exactly one of
 // Serial, Serials and Build.
 type RevokeRequest struct {
-	Reason  string    `json:"reason,omitempty"`
-	Serial  string    `json:"serial,omitempty"`
-	Serials []string  `json:"serials,omitempty"`
-	Build   *BuildRef `json:"build,omitempty"`
+	Reason  string      `json:"reason,omitempty"`
+	Serial  string      `json:"serial,omitempty"`
+	Serials []string    `json:"serials,omitempty"`
+	Build   *BuildRef   `json:"build,omitempty"`
+	Install *InstallRef `json:"install,omitempty"`
 }
 
-// BuildRef names every certificate of one build.
+// BuildRef names every certificate of one build: its build certificates
+// and its installs' (Kinds narrows it to "build" or "install").
 type BuildRef struct {
+	FusionSet string   `json:"fusionSet"`
+	AppID     string   `json:"appId"`
+	BuildID   string   `json:"buildId"`
+	Kinds     []string `json:"kinds,omitempty"`
+}
+
+// InstallRef names every certificate of one install.
+type InstallRef struct {
 	FusionSet string `json:"fusionSet"`
-	AppID     string `json:"appId"`
-	BuildID   string `json:"buildId"`
+	InstallID string `json:"installId"`
 }
 
 // RevokeResult says what a revocation changed.

@@ -48,6 +48,10 @@ type Options struct {
 	UserAgent string
 	// Transport replaces the HTTP transport (tests); CAFile is then ignored.
 	Transport http.RoundTripper
+	// ClientCertificate is the app's certificate, for the enrollment
+	// routes (a build certificate to enroll, an install certificate to
+	// renew). With it no token is needed, and none is sent unless given.
+	ClientCertificate *tls.Certificate
 }
 
 // Client calls one mcc server.
@@ -73,7 +77,7 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	token := o.Token
-	if token == "" {
+	if token == "" && !(o.ClientCertificate != nil && o.TokenFile == "") {
 		if o.TokenFile == "" {
 			return nil, errors.New("no API token: give a token file (--token-file)")
 		}
@@ -81,13 +85,18 @@ func New(o Options) (*Client, error) {
 			return nil, fmt.Errorf("reading the token file: %w", err)
 		}
 	}
-	if err := checkToken(token); err != nil {
-		return nil, err
+	if token != "" || o.ClientCertificate == nil {
+		if err := checkToken(token); err != nil {
+			return nil, err
+		}
 	}
 	rt := o.Transport
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.ClientCertificate != nil {
+			t.TLSClientConfig.Certificates = []tls.Certificate{*o.ClientCertificate}
+		}
 		if o.CAFile != "" {
 			pool, err := secure.LoadPool(o.CAFile)
 			if err != nil {
@@ -168,6 +177,9 @@ type Problem struct {
 	Status int          `json:"status"`
 	Detail string       `json:"detail"`
 	Errors []FieldError `json:"errors,omitempty"`
+	// ReasonCode is the threat event reason of a refused enrollment or
+	// renewal (CERT_REVOKED, CERT_KIND_REFUSED, RATE_ANOMALY, ...).
+	ReasonCode string `json:"reasonCode,omitempty"`
 	// RetryAfter is the server's Retry-After on a 429 or 503.
 	RetryAfter time.Duration `json:"-"`
 }
@@ -188,6 +200,9 @@ func (p *Problem) Name() string { return strings.TrimPrefix(p.Type, problemPrefi
 func (p *Problem) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server: %s (%s, HTTP %d)", p.Detail, p.Name(), p.Status)
+	if p.ReasonCode != "" {
+		fmt.Fprintf(&b, " [%s]", p.ReasonCode)
+	}
 	for _, e := range p.Errors {
 		b.WriteString("\n  ")
 		if e.Field != "" {
@@ -284,7 +299,9 @@ func (c *Client) once(ctx context.Context, r request, target string, body []byte
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	req.Header.Set("User-Agent", c.agent)
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -45,6 +45,9 @@ var ErrWrongKEK = errors.New("sealed with another key-encryption key")
 type Sealer struct {
 	aead cipher.AEAD
 	id   [kekIDSize]byte
+	// macKey is derived from the KEK for MACs (never the KEK itself, so a
+	// MAC and a sealed value can never be confused).
+	macKey [32]byte
 }
 
 // LoadOrCreate loads the KEK at path, creating it (0600, its directory
@@ -148,7 +151,22 @@ func New(key []byte) (*Sealer, error) {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("mcc-kek-id/v1"))
 	copy(s.id[:], m.Sum(nil))
+	m = hmac.New(sha256.New, key)
+	m.Write([]byte("mcc-kek-mac/v1"))
+	copy(s.macKey[:], m.Sum(nil))
 	return s, nil
+}
+
+// MAC returns HMAC-SHA256 of data under a key derived from the KEK for
+// label (which names the use: a MAC for one use never verifies for
+// another). Every instance sharing the KEK computes the same MAC, so a
+// value one instance hands out verifies at another.
+func (s *Sealer) MAC(label string, data []byte) []byte {
+	m := hmac.New(sha256.New, s.macKey[:])
+	m.Write([]byte(label))
+	m.Write([]byte{0})
+	m.Write(data)
+	return m.Sum(nil)
 }
 
 // ID names the KEK (8 hex characters), for logs and error messages.

@@ -10,8 +10,12 @@ import (
 )
 
 // Certificate kinds: a build's certificate (issued through the builds
-// API); "install" certificates come with per-install issuance.
-const KindBuild = "build"
+// API) and an install's (issued by enrollment for a key made on the
+// device).
+const (
+	KindBuild   = "build"
+	KindInstall = "install"
+)
 
 // Certificate statuses, as the API filters and reports them. A revoked
 // certificate is "revoked" whether it has expired since or not.
@@ -40,6 +44,10 @@ type Certificate struct {
 	RevokedAt        time.Time
 	RevocationReason string
 	RevokedBy        string
+	// InstallID and BuildSerial are set for install certificates: the
+	// install, and the build certificate it enrolled with.
+	InstallID   string
+	BuildSerial string
 }
 
 // Status is the certificate's status at now.
@@ -54,16 +62,26 @@ func (c *Certificate) Status(now time.Time) string {
 }
 
 const insertCertificate = `INSERT INTO certificates (serial, sha256, fusion_set, app_id, build_id, kind, profile,
-	not_before_ns, not_after_ns, issued_ns, issued_by, cert_pem, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	not_before_ns, not_after_ns, issued_ns, issued_by, cert_pem, record, install_id, build_serial)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // certValues are insertCertificate's arguments.
 func certValues(c Certificate) []any {
 	return []any{c.Serial, c.SHA256, c.FusionSet, c.AppID, c.BuildID, c.Kind, c.Profile,
-		NS(c.NotBefore), NS(c.NotAfter), NS(c.IssuedAt), c.IssuedBy, c.CertPEM, c.Record}
+		NS(c.NotBefore), NS(c.NotAfter), NS(c.IssuedAt), c.IssuedBy, c.CertPEM, c.Record,
+		nullString(c.InstallID), nullString(c.BuildSerial)}
+}
+
+// nullString stores "" as NULL (the partial indexes skip NULLs).
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 const certColumns = `serial, sha256, fusion_set, app_id, build_id, kind, profile, not_before_ns, not_after_ns,
-	issued_ns, issued_by, revoked_ns, revocation_reason, revoked_by`
+	issued_ns, issued_by, revoked_ns, revocation_reason, revoked_by, install_id, build_serial`
 
 // InsertCertificate stores a newly issued certificate (in the issuance's
 // transaction, next to its audit entry).
@@ -82,12 +100,13 @@ type scanner interface{ Scan(dest ...any) error }
 func scanCertificate(s scanner, c *Certificate, extra ...any) error {
 	var nb, na, issued int64
 	var revoked sql.NullInt64
-	var reason, by sql.NullString
+	var reason, by, install, buildSerial sql.NullString
 	dest := append([]any{&c.Serial, &c.SHA256, &c.FusionSet, &c.AppID, &c.BuildID, &c.Kind, &c.Profile,
-		&nb, &na, &issued, &c.IssuedBy, &revoked, &reason, &by}, extra...)
+		&nb, &na, &issued, &c.IssuedBy, &revoked, &reason, &by, &install, &buildSerial}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return err
 	}
+	c.InstallID, c.BuildSerial = install.String, buildSerial.String
 	c.NotBefore, c.NotAfter, c.IssuedAt = Time(nb), Time(na), Time(issued)
 	c.RevokedAt, c.RevocationReason, c.RevokedBy = NullTime(revoked), reason.String, by.String
 	return nil

@@ -17,6 +17,7 @@ type migration struct {
 // migrations are applied in order, each in its own transaction.
 var migrations = []migration{
 	{1, "initial schema", schemaV1},
+	{2, "install certificates and enrollments", schemaV2},
 }
 
 // LatestVersion is the schema version this binary writes.
@@ -129,6 +130,31 @@ CREATE INDEX events_client_time ON events (client_ip, time_ns, id);
 CREATE INDEX events_device_time ON events (device_id, time_ns, id);
 CREATE INDEX events_serial_time ON events (serial, time_ns, id);
 CREATE INDEX events_external ON events (external_id);
+`
+
+// schemaV2 adds install certificates (enrollment, issue 13): an install
+// certificate is a row of certificates with kind "install", its install
+// id, and the serial of the build certificate it was enrolled with (kept
+// through renewals), so every install of a build is found by one index.
+// enrollments is one row per enrollment or renewal: what the per-build and
+// per-address limits count, and (renews, unique) what stops one install
+// certificate from being renewed twice.
+const schemaV2 = `
+ALTER TABLE certificates ADD COLUMN install_id TEXT;
+ALTER TABLE certificates ADD COLUMN build_serial TEXT;
+CREATE INDEX certificates_install ON certificates (fusion_set, install_id, issued_ns) WHERE install_id IS NOT NULL;
+CREATE INDEX certificates_build_serial ON certificates (build_serial) WHERE build_serial IS NOT NULL;
+CREATE TABLE enrollments (
+	serial TEXT PRIMARY KEY,
+	fusion_set TEXT NOT NULL,
+	build_serial TEXT NOT NULL,
+	address TEXT NOT NULL,
+	install_id TEXT NOT NULL,
+	renews TEXT UNIQUE,
+	time_ns BIGINT NOT NULL
+);
+CREATE INDEX enrollments_build ON enrollments (build_serial, time_ns) WHERE renews IS NULL;
+CREATE INDEX enrollments_address ON enrollments (fusion_set, address, time_ns) WHERE renews IS NULL;
 `
 
 // migrationLock serializes migrations of several PostgreSQL instances

@@ -17,12 +17,18 @@ import (
 //
 // KEYS: ban1 .. banN, then the certificate's address HyperLogLog, device
 // HyperLogLog, reported-levels hash and address sample list (all named by
-// the window's start), and the set's hashing key.
+// the window's start), the set's hashing key and, when the use may ban the
+// certificate (threat.CertUse.BanFor), the certificate's ban key.
 // ARGV: N, address, device id, max addresses, max devices, the ms left in
 // the window (by the gateway's clock, like every expiry here, so clock skew
 // between gateways and Redis does not move it), a random candidate hashing
-// key, sample size.
-// Returns {longest ban in ms, addresses, devices, report (0|1), sample}.
+// key, sample size, the ban in ms (0: never ban).
+// Returns {longest ban in ms, addresses, devices, report (0|1), sample,
+// the certificate's ban in ms (0: none asked for, or under the maxima)}.
+//
+// The certificate's ban is set like the add script sets one (SET PX, not
+// renewing a live ban), under the key Banned checks, so every gateway
+// sharing the store refuses the certificate from its next request.
 //
 // Elements are SHA-1 of the set's random hashing key and the value, not the
 // value: Redis hashes HyperLogLog elements with a fixed public seed, so raw
@@ -71,14 +77,23 @@ local function level(n, max)
   return l
 end
 local la, ld = level(a, maxa), level(d, maxd)
+local banms, certban = tonumber(ARGV[9]), 0
+if banms > 0 and (la > 0 or ld > 0) then
+  local bk = KEYS[nban + 6]
+  certban = redis.call('PTTL', bk)
+  if certban <= 0 then
+    redis.call('SET', bk, '1', 'PX', banms)
+    certban = banms
+  end
+end
 local r = redis.call('HMGET', rep, 'a', 'd')
 local ra, rd = tonumber(r[1] or '0'), tonumber(r[2] or '0')
 if la > ra or ld > rd then
   redis.call('HSET', rep, 'a', math.max(la, ra), 'd', math.max(ld, rd))
   redis.call('PEXPIRE', rep, ttl)
-  return {longest, a, d, 1, redis.call('LRANGE', sample, 0, -1)}
+  return {longest, a, d, 1, redis.call('LRANGE', sample, 0, -1), certban}
 end
-return {longest, a, d, 0, {}}
+return {longest, a, d, 0, {}, certban}
 `
 
 var _ threat.CloneCounter = (*Store)(nil)
@@ -108,15 +123,20 @@ func (s *Store) BannedCounting(ctx context.Context, ns string, sub threat.Subjec
 	left := start.Add(p.WindowOrDefault()).Sub(now)
 	keys := append(banKeys(ns, sub), cloneKeys(ns, start, use.CertSHA)...)
 	nban := len(keys) - 5
+	var banMS int64
+	if use.BanFor > 0 {
+		keys = append(keys, banKey(ns, subjectParts[2], use.CertSHA))
+		banMS = millis(use.BanFor)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.budget)
 	vals, err := s.banCount.Run(ctx, s.client, keys, nban, use.Address, use.DeviceID,
-		p.MaxAddresses, p.MaxDevices, millis(left), s.hashKey, threat.CloneSampleSize).Slice()
+		p.MaxAddresses, p.MaxDevices, millis(left), s.hashKey, threat.CloneSampleSize, banMS).Slice()
 	cancel()
 	s.br.record(err)
 	var res threat.CloneResult
-	var ms int64
+	var ms, certMS int64
 	if err == nil {
-		ms, res, err = parseCloneReply(vals)
+		ms, certMS, res, err = parseCloneReply(vals)
 	}
 	if err != nil {
 		return time.Time{}, threat.CloneResult{}, fmt.Errorf("redis store: checking bans and counting in %q: %w", ns, err)
@@ -126,23 +146,30 @@ func (s *Store) BannedCounting(ctx context.Context, ns string, sub threat.Subjec
 	if ms > 0 {
 		until = now.Add(time.Duration(ms) * time.Millisecond)
 	}
+	if certMS > 0 {
+		res.CertBannedUntil = now.Add(time.Duration(certMS) * time.Millisecond)
+	}
 	return until, res, nil
 }
 
 // parseCloneReply reads the script's {ban ms, addresses, devices, report,
-// sample}.
-func parseCloneReply(vals []any) (int64, threat.CloneResult, error) {
+// sample, certificate ban ms}.
+func parseCloneReply(vals []any) (int64, int64, threat.CloneResult, error) {
 	var res threat.CloneResult
-	if len(vals) != 5 {
-		return 0, res, fmt.Errorf("unexpected reply %v", vals)
+	if len(vals) != 6 {
+		return 0, 0, res, fmt.Errorf("unexpected reply %v", vals)
 	}
 	var n [4]int64
 	for i := range n {
 		v, ok := vals[i].(int64)
 		if !ok {
-			return 0, res, fmt.Errorf("unexpected reply %v", vals)
+			return 0, 0, res, fmt.Errorf("unexpected reply %v", vals)
 		}
 		n[i] = v
+	}
+	certMS, ok := vals[5].(int64)
+	if !ok {
+		return 0, 0, res, fmt.Errorf("unexpected reply %v", vals)
 	}
 	res.Addresses, res.Devices, res.Report = int(n[1]), int(n[2]), n[3] == 1
 	sample, _ := vals[4].([]any)
@@ -151,7 +178,7 @@ func parseCloneReply(vals []any) (int64, threat.CloneResult, error) {
 			res.Sample = append(res.Sample, a)
 		}
 	}
-	return n[0], res, nil
+	return n[0], certMS, res, nil
 }
 
 // cloneKeys are the keys of one certificate's counts in the window that

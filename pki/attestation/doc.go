@@ -12,4 +12,4 @@
 //
 // What is checked, in which order and why, and where the embedded Google roots
 // come from: docs/attestation.md.
-package attest
+package attestation

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -160,6 +161,14 @@ func (a *API) checkPresented(ctx context.Context, r *http.Request, requestID, se
 	serial := pki.FormatSerial(p.leaf.SerialNumber)
 	p.rec, err = a.DB.Certificate(ctx, serial)
 	switch {
+	case errors.Is(err, store.ErrNotFound) && purpose == fusion.PurposeEnroll:
+		// A build certificate the set's CA signed before the CA was
+		// imported (`mcc server ca import`): genuine, since the set's rules
+		// verified it. It is recorded now, so it can be revoked through
+		// the API and its enrollments counted like any other.
+		if p.rec, err = a.recordBuild(ctx, p, serial); err != nil {
+			return nil, err
+		}
 	case errors.Is(err, store.ErrNotFound):
 		return nil, refused(threat.ReasonCertUntrusted, "this server did not issue the certificate "+serial)
 	case err != nil:
@@ -180,6 +189,29 @@ func (a *API) checkPresented(ctx context.Context, r *http.Request, requestID, se
 		}
 	}
 	return p, nil
+}
+
+// recordBuild stores a build certificate first seen at enrollment (see
+// checkPresented) and returns its row; a concurrent first enrollment that
+// stored it first is read back.
+func (a *API) recordBuild(ctx context.Context, p *presented, serial string) (store.Certificate, error) {
+	sum := sha256.Sum256(p.leaf.Raw)
+	c := store.Certificate{
+		Serial: serial, SHA256: hex.EncodeToString(sum[:]), FusionSet: p.set.set.ID, AppID: p.set.appID, BuildID: p.build.ID,
+		Kind: store.KindBuild, Profile: store.ProfileImported, NotBefore: p.leaf.NotBefore, NotAfter: p.leaf.NotAfter,
+		IssuedAt: a.Now().UTC(), IssuedBy: "first-enrollment",
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.leaf.Raw})),
+	}
+	err := a.DB.Tx(ctx, func(tx *store.Tx) error { return tx.InsertCertificate(ctx, c) })
+	if err != nil && store.IsUniqueViolation(err) {
+		return a.DB.Certificate(ctx, serial)
+	}
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	a.Log.Info("build certificate recorded at its first enrollment", zap.String("fusionSet", c.FusionSet),
+		zap.String("serial", serial), zap.String("build", c.BuildID))
+	return c, nil
 }
 
 // refuseRevoked answers a certificate (or the build of an install) that
@@ -394,8 +426,8 @@ func (a *API) insertInstall(ctx context.Context, tx *store.Tx, p *presented, iss
 	}
 	sum := sha256.Sum256(iss.DER)
 	err := tx.InsertCertificate(ctx, store.Certificate{
-		Serial: serial, SHA256: fmt.Sprintf("%x", sum), FusionSet: p.rec.FusionSet, AppID: p.set.appID,
-		BuildID: iss.Build.ID, Kind: store.KindInstall, Profile: "device", NotBefore: iss.Cert.NotBefore,
+		Serial: serial, SHA256: hex.EncodeToString(sum[:]), FusionSet: p.rec.FusionSet, AppID: p.set.appID,
+		BuildID: iss.Build.ID, Kind: store.KindInstall, Profile: store.ProfileDevice, NotBefore: iss.Cert.NotBefore,
 		NotAfter: iss.Cert.NotAfter, IssuedAt: now, IssuedBy: "install:" + installID, CertPEM: string(iss.PEM),
 		InstallID: installID, BuildSerial: buildSerial,
 	})

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -380,5 +381,40 @@ func TestEnrollGoClient(t *testing.T) {
 	}
 	if _, err := c.Challenge(ctx, "bank-prod", "go-client-1"); err != nil {
 		t.Fatalf("challenge: %v", err)
+	}
+}
+
+// TestEnrollImportedCABuild: a build certificate its CA signed before the
+// CA was imported enrolls; it is recorded at that first enrollment
+// (profile imported), so the API can revoke it, which stops it at once.
+func TestEnrollImportedCABuild(t *testing.T) {
+	e := startAPI(t, envOptions{scopes: bankProdScopes, clock: frozenClock()})
+	caDir := filepath.Join(t.TempDir(), "ca")
+	ca, err := pki.InitCA(caDir, pki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.api.Authorities.Import(context.Background(), "bank-prod", caDir, "cli:test"); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, enrollDoc)
+	old, err := ca.Issue(pki.IssueRequest{FusionSet: "bank-prod", AppID: "com.example.bank",
+		Build: certid.BuildInfo{ID: "offline-1", Date: time.Now().Add(-24 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := &tls.Certificate{PrivateKey: old.Key, Leaf: old.Cert, Certificate: [][]byte{old.Cert.Raw}}
+	e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: newDevice(t, "imp-1").enrollBody("d"), want: 201})
+	serial := pki.FormatSerial(old.Cert.SerialNumber)
+	var rec struct{ Kind, Profile, IssuedBy string }
+	e.json(t, "GET", "/v1/certificates/"+serial, e.token[auth.ScopeRead], nil, http.StatusOK, &rec)
+	if rec.Kind != "build" || rec.Profile != "imported" || rec.IssuedBy != "first-enrollment" {
+		t.Fatalf("recorded build %+v", rec)
+	}
+	e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: newDevice(t, "imp-2").enrollBody("d"), want: 201})
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serial": serial}, http.StatusOK, nil)
+	r := e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: newDevice(t, "imp-3").enrollBody("d"), want: 403})
+	if !strings.Contains(string(r.body), "CERT_REVOKED") {
+		t.Fatalf("revoked imported build: %s", r.body)
 	}
 }

@@ -17,6 +17,15 @@ const (
 	KindInstall = "install"
 )
 
+// Profiles besides a build bundle's (modern, legacy, both): an install
+// certificate's key never left the device; an imported build certificate
+// was issued before its CA came to this server and recorded at its first
+// enrollment (the server never saw its bundle).
+const (
+	ProfileDevice   = "device"
+	ProfileImported = "imported"
+)
+
 // Certificate statuses, as the API filters and reports them. A revoked
 // certificate is "revoked" whether it has expired since or not.
 const (

@@ -42,7 +42,7 @@ func checkQuickstartLines(t *testing.T, s *session) {
 		t.Fatalf("the quickstart did not print its instructions:\n%s", printed)
 	}
 	var lines []string
-	var revoke, qsDir string
+	var revoke, enroll, qsDir string
 	sc := bufio.NewScanner(bytes.NewReader(printed))
 	for sc.Scan() {
 		line := sc.Text()
@@ -59,12 +59,16 @@ func checkQuickstartLines(t *testing.T, s *session) {
 			qsDir = unquote(t, strings.TrimPrefix(trimmed, "cd "))
 		case strings.HasPrefix(trimmed, "curl "):
 			lines = append(lines, trimmed)
+		case strings.Contains(trimmed, " enroll --server "):
+			// Before the install certificate's curl lines, as printed.
+			lines = append(lines, trimmed)
+			enroll = trimmed
 		case strings.Contains(trimmed, " revoke --ca "):
 			revoke = trimmed
 		}
 	}
-	if qsDir == "" || revoke == "" || len(lines) < 4 {
-		t.Fatalf("could not find the cd line, the curl lines and the revoke line in the quickstart's output:\n%s", printed)
+	if qsDir == "" || revoke == "" || enroll == "" || len(lines) < 4 {
+		t.Fatalf("could not find the cd line, the curl lines, the enroll line and the revoke line in the quickstart's output:\n%s", printed)
 	}
 	// Started with go run and with another mcc on PATH: the line must run
 	// this module's mcc through go, not rely on PATH.
@@ -90,6 +94,9 @@ func checkQuickstartLines(t *testing.T, s *session) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the quickstart's printed lines fail for a go run user (%v):\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("enrolled install ")) {
+		t.Errorf("the printed enroll line did not enroll:\n%s", out)
 	}
 	if !bytes.Contains(out, []byte("revoked serial")) {
 		t.Errorf("the printed revoke line did not revoke:\n%s", out)

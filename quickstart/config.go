@@ -57,6 +57,13 @@ fusion_sets:
     device_headers:
       deviceID: X-Device-Id
       osVersion: X-Os-Version
+    # One certificate seen with two device ids within an hour is reported
+    # as RATE_ANOMALY: an install certificate belongs to one device, so a
+    # second one means a copy (a build certificate is in every install, so
+    # for it the count is of installs).
+    clone_detection:
+      window: 1h
+      max_devices: 2
 `, c.SetID, yamlString(c.ClientCA), c.SetID, c.AppID, c.AppID, yamlString(c.Revoked),
 		c.Mode, yamlString(blockMessage))
 }

@@ -37,6 +37,7 @@ func printInstructions(w io.Writer, g *gateway) {
 	fmt.Fprintf(w, "  %-26s a certificate and key from another CA, which the fusion set does not trust\n", rel(d.OtherCert)+", "+rel(d.OtherKey))
 	fmt.Fprintf(w, "  %-26s the demo client CA (for mcc issue --ca / mcc revoke --ca)\n", rel(d.CADir)+"/")
 	fmt.Fprintf(w, "  %-26s the demo server CA that signed the gateway's localhost certificate\n", ServerCAFile)
+	fmt.Fprintf(w, "  %-26s the demo mcc server's database (the demo CA imported, for enrollment)\n", ServerDataDir+"/")
 	fmt.Fprintf(w, "  %-26s Caddy's log\n\n", CaddyLogFile)
 
 	fmt.Fprintf(w, "Try it from that directory:\n\n")
@@ -60,12 +61,28 @@ func printInstructions(w io.Writer, g *gateway) {
 		fmt.Fprintf(w, "  curl %s --cert %s --key %s %s\n\n", cacert, rel(d.OtherCert), rel(d.OtherKey), url)
 	}
 
-	fmt.Fprintf(w, "Threat events (one JSON object per line) go to %s:\n\n", c.EventsFile)
-	fmt.Fprintf(w, "  tail -f %s\n\n", shellQuote(c.EventsFile))
+	// mcc lines started by `go -C <repository> run` run in the repository:
+	// their files are named by absolute paths.
 	mccPath := rel
 	if g.opts.MccAbsPaths {
 		mccPath = shellQuote
 	}
+	enrollURL := "https://localhost:" + g.enrollPort
+	inst := func(f string) string { return rel(filepath.Join(g.opts.Dir, InstallDir, f)) }
+	installCert := "--cert " + inst("install.pem") + " --key " + inst("install.key")
+	fmt.Fprintf(w, "Install certificates: the bundle as a bootstrap only. A demo mcc server in this process serves\n")
+	fmt.Fprintf(w, "enrollment on %s: the app makes a key on the device and trades its bundle for a short-lived\n", enrollURL)
+	fmt.Fprintf(w, "certificate for that key, naming the install.\n\n")
+	fmt.Fprintf(w, "  # Play the app (a P-256 key, a CSR, mTLS with the bundle): enroll, writing %s and %s\n", inst("install.pem"), inst("install.key"))
+	fmt.Fprintf(w, "  %s enroll --server %s --server-ca %s --fusion-set %s --bundle %s --password-file %s --out %s\n\n",
+		g.opts.Mcc, enrollURL, mccPath(filepath.Join(g.opts.Dir, ServerCAFile)), c.SetID, mccPath(d.Bundle), mccPath(d.BundlePassword), mccPath(filepath.Join(g.opts.Dir, InstallDir)))
+	fmt.Fprintf(w, "  # 4. With the install certificate, from one device: allowed -> HTTP 200\n")
+	fmt.Fprintf(w, "  curl %s %s -H 'X-Device-Id: phone-1' %s\n\n", cacert, installCert, url)
+	fmt.Fprintf(w, "  # 5. The same install certificate from a second device, as a copy of it would be used: reported, allowed in every mode -> HTTP 200 (reason %s), the echo shows the event (clone detection: more devices than clone_detection.max_devices allows)\n", threat.ReasonRateAnomaly)
+	fmt.Fprintf(w, "  curl %s %s -H 'X-Device-Id: phone-2' %s\n\n", cacert, installCert, url)
+
+	fmt.Fprintf(w, "Threat events (one JSON object per line) go to %s:\n\n", c.EventsFile)
+	fmt.Fprintf(w, "  tail -f %s\n\n", shellQuote(c.EventsFile))
 	outcome := "blocked"
 	if c.Mode == "detection" {
 		outcome = "reported"

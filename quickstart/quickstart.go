@@ -114,6 +114,13 @@ func Run(ctx context.Context, o Options) error {
 		defer cancel()
 		return errors.Join(err, upstream.shutdown(shutdownCtx))
 	}
+	enroll, err := startEnrollment(ctx, g)
+	if err != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		return errors.Join(err, caddy.Stop(), upstream.shutdown(shutdownCtx))
+	}
+	g.enrollPort = enroll.port
 
 	printInstructions(o.Out, g)
 
@@ -122,6 +129,9 @@ func Run(ctx context.Context, o Options) error {
 	err = caddy.Stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
+	if eerr := enroll.stop(shutdownCtx); eerr != nil {
+		err = errors.Join(err, fmt.Errorf("stopping the demo mcc server: %w", eerr))
+	}
 	if uerr := upstream.shutdown(shutdownCtx); uerr != nil {
 		err = errors.Join(err, fmt.Errorf("stopping the echo upstream: %w", uerr))
 	}
@@ -202,6 +212,8 @@ type gateway struct {
 	demo  *pki.Demo
 	state demoState
 	cfg   gatewayConfig
+	// enrollPort is the demo mcc server's enrollment listener.
+	enrollPort string
 }
 
 // prepare creates (or reuses) the demo PKI and the server certificate.

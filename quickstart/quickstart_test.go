@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mccgate/mcc/pki"
+	"github.com/mccgate/mcc/server/client"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -112,13 +114,23 @@ func runQuickstart(t *testing.T, curl, dir, mode string, freshDir bool, afterTri
 	if ins.cd != dir {
 		t.Fatalf("printed cd %q, want %q", ins.cd, dir)
 	}
-	if len(ins.tries) != 4 {
-		t.Fatalf("parsed %d curl lines, want 4 (bundle as PEM, bundle as P12, no certificate, other CA)", len(ins.tries))
+	if len(ins.tries) != 6 {
+		t.Fatalf("parsed %d curl lines, want 6 (bundle as PEM, bundle as P12, no certificate, other CA, install certificate from two devices)", len(ins.tries))
+	}
+	enrollPort := strconv.Itoa(mustAtoi(t, port) + 1)
+	wantEnroll := "mcc enroll --server https://localhost:" + enrollPort + " --server-ca server-ca.pem --fusion-set quickstart --bundle app.p12 --password-file app.p12.password --out install"
+	if !strings.Contains(printed, wantEnroll) {
+		t.Fatalf("the output does not show the enroll line %q", wantEnroll)
 	}
 	wantURL := "https://localhost:" + port + "/"
+	enrolled := false
 	for _, try := range ins.tries {
 		if !strings.Contains(try.line, wantURL) {
 			t.Errorf("curl line %q does not use %s", try.line, wantURL)
+		}
+		if strings.Contains(try.line, "install/install.pem") && !enrolled {
+			enrollDemo(t, dir, enrollPort)
+			enrolled = true
 		}
 		runCurlLine(t, curl, ins.cd, try)
 	}
@@ -126,14 +138,17 @@ func runQuickstart(t *testing.T, curl, dir, mode string, freshDir bool, afterTri
 	// Every failure printed above must have become an event in the file.
 	var wantReasons []string
 	for _, try := range ins.tries {
-		if try.reason != "" {
+		if try.reason != "" && try.reason != "RATE_ANOMALY" { // a report, checked below
 			wantReasons = append(wantReasons, try.reason)
 		}
 	}
 	if len(wantReasons) == 0 {
 		t.Fatalf("no printed line names a reason code; output:\n%s", printed)
 	}
-	waitForEvents(t, ins.events, mode, wantReasons)
+	waitForEvents(t, ins.events, mode, wantAction(mode), wantReasons)
+	// One install certificate from two devices: clone detection reports
+	// it (allowed in every mode).
+	waitForEvents(t, ins.events, mode, "reported", []string{"RATE_ANOMALY"})
 	if afterTries != nil {
 		afterTries(ins)
 	}
@@ -390,12 +405,16 @@ func curlLine(t *testing.T, curl, dir, line string) (status int, body string, er
 
 // waitForEvents polls the events file until it holds an event for every
 // wanted reason code, each in the expected mode and action.
-func waitForEvents(t *testing.T, path, mode string, reasons []string) {
-	t.Helper()
-	wantAction := "blocked"
+// wantAction is the action of a refusal's event in mode.
+func wantAction(mode string) string {
 	if mode == "detection" {
-		wantAction = "reported"
+		return "reported"
 	}
+	return "blocked"
+}
+
+func waitForEvents(t *testing.T, path, mode, wantAction string, reasons []string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		seen := map[string]bool{}
@@ -516,5 +535,57 @@ func TestOptionsRejectBadInput(t *testing.T) {
 		if errors.Is(err, context.Canceled) {
 			t.Errorf("Run(%+v) = %v, want an input error", o, err)
 		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// enrollDemo does what the printed `mcc enroll` line does (cmd/mcc's
+// enroll runs the same server/client calls; doctest runs the printed line
+// itself): a device key, a CSR, an enrollment over mTLS with the demo
+// bundle, install/install.pem and install/install.key.
+func enrollDemo(t *testing.T, dir, port string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "app.p12"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, err := os.ReadFile(filepath.Join(dir, "app.p12.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, leaf, _, err := pki.DecodeBundle(data, string(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := tls.Certificate{PrivateKey: key, Leaf: leaf, Certificate: [][]byte{leaf.Raw}}
+	c, err := client.New(client.Options{Server: "https://localhost:" + port, CAFile: filepath.Join(dir, ServerCAFile), ClientCertificate: &bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKey, csr, err := client.NewDeviceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Enroll(t.Context(), SetID, client.EnrollRequest{CSR: csr, InstallID: "quickstart-test-install"})
+	if err != nil {
+		t.Fatalf("enrolling with the demo bundle: %v", err)
+	}
+	cert, err := pki.ParseCertificatePEM([]byte(got.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, InstallDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&pki.ControlCert{Cert: cert, Key: devKey}).WriteFiles(filepath.Join(dir, InstallDir, "install.pem"), filepath.Join(dir, InstallDir, "install.key"), false); err != nil {
+		t.Fatal(err)
 	}
 }

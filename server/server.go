@@ -19,7 +19,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mccgate/mcc/pki/attestation"
 	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/authority"
@@ -104,11 +103,6 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 	s := &Server{cfg: c, log: c.Logger, db: db}
 	s.tokens = auth.NewTokens(db, c.Now)
 	s.cas = authority.New(db, sealer, c.Now)
-	android, err := attestation.NewAndroidVerifier()
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("server: %w", err)
-	}
 	var limiter *auth.Limiter
 	if c.RateLimit > 0 {
 		limiter = auth.NewLimiter(c.RateLimit, c.RateBurst)
@@ -119,7 +113,6 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 		Limiter:     limiter,
 		Keys:        sealer,
 		Authorities: s.cas,
-		Verifiers:   []attestation.Verifier{android},
 		Log:         c.Logger,
 		Now:         c.Now,
 		Version:     c.Version,

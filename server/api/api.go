@@ -81,6 +81,15 @@ func New(d Deps) *API {
 	if d.MaxBody == 0 {
 		d.MaxBody = DefaultMaxBody
 	}
+	if d.Verifiers == nil {
+		// Android Key Attestation against Google's embedded roots, unless
+		// the caller gives its own verifiers (other roots, tests).
+		if v, err := attestation.NewAndroidVerifier(); err == nil {
+			d.Verifiers = []attestation.Verifier{v}
+		} else {
+			d.Log.Error("no Android attestation verifier: attestations will be refused", zap.Error(err))
+		}
+	}
 	a := &API{Deps: d, mux: http.NewServeMux(), largeBodies: make(chan struct{}, maxLargeBodies)}
 	a.register()
 	return a

@@ -418,3 +418,48 @@ func TestEnrollImportedCABuild(t *testing.T) {
 		t.Fatalf("revoked imported build: %s", r.body)
 	}
 }
+
+// TestEnrollAttestationPolicy: with attestation required, the API asks for
+// it, binds the challenge to the certificate and the install, and hands
+// the evidence to the verifier (the Android chain checks themselves are
+// pki/attestation's tests, on built and real published chains).
+func TestEnrollAttestationPolicy(t *testing.T) {
+	doc := strings.Replace(enrollDoc, "      enrollment:", `      attestation:
+        mode: required
+        packages: [com.example.bank]
+        signing_cert_digests: ["`+strings.Repeat("ab", 32)+`"]
+      enrollment:`, 1)
+	e := startEnroll(t, doc)
+	bc := buildTLS(t, e.issue(t, "build-4711", nil).Bundle)
+	d := newDevice(t, "att-1")
+	r := e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: d.enrollBody("x"), want: 403})
+	if !strings.Contains(string(r.body), `"attestation":"missing"`) {
+		t.Fatalf("no attestation: %s", r.body)
+	}
+	var ch struct{ Challenge string }
+	e.send(t, contractReq{method: "POST", path: enrollPath + "/challenge", cert: bc, body: `{"installId":"att-1"}`, want: 200}).json(t, &ch)
+	with := func(installID, challenge, data string) string {
+		b, _ := json.Marshal(map[string]any{"csr": base64.StdEncoding.EncodeToString(d.csr), "installId": installID,
+			"attestation": map[string]string{"format": "android-key", "data": data, "challenge": challenge}})
+		return string(b)
+	}
+	garbage := base64.StdEncoding.EncodeToString([]byte("not a certificate chain"))
+	// The challenge of att-1 is not att-2's.
+	r = e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: with("att-2", ch.Challenge, garbage), want: 403})
+	if !strings.Contains(string(r.body), `"attestation":"challenge"`) {
+		t.Fatalf("another install's challenge: %s", r.body)
+	}
+	// Nor does it live past its ten minutes.
+	e.clock.Add(11 * time.Minute)
+	r = e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: with("att-1", ch.Challenge, garbage), want: 403})
+	if !strings.Contains(string(r.body), `"attestation":"challenge"`) {
+		t.Fatalf("an expired challenge: %s", r.body)
+	}
+	// A fresh challenge reaches the verifier, which refuses the evidence.
+	e.send(t, contractReq{method: "POST", path: enrollPath + "/challenge", cert: bc, body: `{"installId":"att-1"}`, want: 200}).json(t, &ch)
+	r = e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: with("att-1", ch.Challenge, garbage), want: 403})
+	if !strings.Contains(string(r.body), `"attestation":"malformed"`) {
+		t.Fatalf("garbage evidence: %s", r.body)
+	}
+	e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: with("att-1", ch.Challenge, "%%%"), want: 422})
+}

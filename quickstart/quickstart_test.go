@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -574,7 +575,10 @@ func enrollDemo(t *testing.T, dir, port string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Enroll(t.Context(), SetID, client.EnrollRequest{CSR: csr, InstallID: "quickstart-test-install"})
+	// A new install id each time, as the printed line makes a new UUID: the
+	// server binds an install id to its key, and the quickstart's data
+	// directory (its database) outlives a run.
+	got, err := c.Enroll(t.Context(), SetID, client.EnrollRequest{CSR: csr, InstallID: "quickstart-test-" + rand.Text()})
 	if err != nil {
 		t.Fatalf("enrolling with the demo bundle: %v", err)
 	}

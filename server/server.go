@@ -22,15 +22,26 @@ import (
 	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/authority"
+	"github.com/mccgate/mcc/server/console"
 	"github.com/mccgate/mcc/server/keys"
 	"github.com/mccgate/mcc/server/store"
 )
 
 // Defaults of Config's zero values.
 const (
-	DefaultRateLimit  = 50
-	DefaultRateBurst  = 100
-	DefaultCRLRefresh = time.Minute
+	DefaultRateLimit = 50
+	DefaultRateBurst = 100
+	// DefaultEnrollRateLimit and DefaultEnrollRateBurst limit the
+	// enrollment listener per client address (IPv4 /32, IPv6 /64): an app
+	// enrolls once and renews now and then, so this only bounds a client
+	// hammering the routes (a carrier NAT shares one address: raise it
+	// there, the set's installs.enrollment limits still count).
+	DefaultEnrollRateLimit = 5
+	DefaultEnrollRateBurst = 50
+	DefaultCRLRefresh      = time.Minute
+	// DefaultRollupRetention keeps the console's per-minute counts for
+	// about a year (a row per minute, fusion set, reason and action).
+	DefaultRollupRetention = 400 * 24 * time.Hour
 	// KEKFileName is the key-encryption key inside the data directory.
 	KEKFileName = "kek.key"
 )
@@ -57,13 +68,26 @@ type Config struct {
 	// limit off.
 	RateLimit float64
 	RateBurst int
+	// EnrollRateLimit is the requests per second allowed per client
+	// address on the enrollment listener (burst EnrollRateBurst); zero is
+	// DefaultEnrollRateLimit, negative turns the limit off.
+	EnrollRateLimit float64
+	EnrollRateBurst int
 	// CRLRefresh is how often Run checks for CRLs to re-sign (default
 	// one minute).
 	CRLRefresh time.Duration
 	// Version is what /v1/health reports.
 	Version string
-	Logger  *zap.Logger
-	Now     func() time.Time
+	// EventRetention is how long raw threat events are kept, by their own
+	// time (zero keeps them). The console's per-minute rollups are kept
+	// RollupRetention (default DefaultRollupRetention), at least as long.
+	EventRetention  time.Duration
+	RollupRetention time.Duration
+	// ConsoleSessionTTL is how long a console sign-in lasts
+	// (console.DefaultSessionTTL when zero).
+	ConsoleSessionTTL time.Duration
+	Logger            *zap.Logger
+	Now               func() time.Time
 }
 
 // Server is an assembled mcc server.
@@ -74,6 +98,7 @@ type Server struct {
 	tokens *auth.Tokens
 	cas    *authority.Authorities
 	api    *api.API
+	con    *console.Console
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,16 +132,22 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 	if c.RateLimit > 0 {
 		limiter = auth.NewLimiter(c.RateLimit, c.RateBurst)
 	}
+	var addressLimiter *auth.Limiter
+	if c.EnrollRateLimit > 0 {
+		addressLimiter = auth.NewLimiter(c.EnrollRateLimit, c.EnrollRateBurst)
+	}
 	s.api = api.New(api.Deps{
-		DB:          db,
-		Tokens:      s.tokens,
-		Limiter:     limiter,
-		Keys:        sealer,
-		Authorities: s.cas,
-		Log:         c.Logger,
-		Now:         c.Now,
-		Version:     c.Version,
+		AddressLimiter: addressLimiter,
+		DB:             db,
+		Tokens:         s.tokens,
+		Limiter:        limiter,
+		Keys:           sealer,
+		Authorities:    s.cas,
+		Log:            c.Logger,
+		Now:            c.Now,
+		Version:        c.Version,
 	})
+	s.con = console.New(console.Deps{DB: db, Tokens: s.tokens, Log: c.Logger.Named("console"), Now: c.Now, SessionTTL: c.ConsoleSessionTTL})
 	// Every stored CA key opens now, or the start fails: a wrong
 	// --kek-file (another instance's, or a restored database without its
 	// key) is found here, not at the first issuance hours later.
@@ -157,15 +188,15 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.KEKFile = filepath.Join(c.DataDir, KEKFileName)
 	}
-	switch {
-	case c.RateLimit == 0:
-		c.RateLimit = DefaultRateLimit
-	case c.RateLimit < 0:
-		c.RateLimit = 0
+	rateDefaults(&c.RateLimit, &c.RateBurst, DefaultRateLimit, DefaultRateBurst)
+	rateDefaults(&c.EnrollRateLimit, &c.EnrollRateBurst, DefaultEnrollRateLimit, DefaultEnrollRateBurst)
+	if c.EventRetention < 0 {
+		return c, errors.New("server: the event retention must not be negative")
 	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = DefaultRateBurst
+	if c.RollupRetention <= 0 {
+		c.RollupRetention = DefaultRollupRetention
 	}
+	c.RollupRetention = max(c.RollupRetention, c.EventRetention)
 	if c.CRLRefresh <= 0 {
 		c.CRLRefresh = DefaultCRLRefresh
 	}
@@ -178,8 +209,15 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Handler is the HTTP API.
-func (s *Server) Handler() http.Handler { return s.api.Handler() }
+// Handler is the HTTP API, and the console under /console.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	con := s.con.Handler()
+	mux.Handle(console.Prefix, con)
+	mux.Handle(console.Prefix+"/", con)
+	mux.Handle("/", s.api.Handler())
+	return mux
+}
 
 // EnrollHandler is the enrollment listener's handler: the enroll and
 // renew routes only. Serve it with EnrollTLS.
@@ -239,6 +277,24 @@ func (s *Server) housekeeping(ctx context.Context) {
 	if _, err := s.db.PurgeEnrollments(ctx, s.cfg.Now().Add(-enrollmentRetention)); err != nil && ctx.Err() == nil {
 		s.log.Error("purging enrollments", zap.Error(err))
 	}
+	s.purgeConsole(ctx)
+}
+
+// purgeConsole applies the event and rollup retention and drops expired
+// console sessions.
+func (s *Server) purgeConsole(ctx context.Context) {
+	now := s.cfg.Now()
+	if s.cfg.EventRetention > 0 {
+		if _, err := s.db.PurgeEvents(ctx, now.Add(-s.cfg.EventRetention)); err != nil && ctx.Err() == nil {
+			s.log.Error("purging events", zap.Error(err))
+		}
+	}
+	if _, err := s.db.PurgeRollups(ctx, now.Add(-s.cfg.RollupRetention)); err != nil && ctx.Err() == nil {
+		s.log.Error("purging event rollups", zap.Error(err))
+	}
+	if _, err := s.db.PurgeSessions(ctx, now); err != nil && ctx.Err() == nil {
+		s.log.Error("purging console sessions", zap.Error(err))
+	}
 }
 
 // Close closes the database. It is safe to call more than once.
@@ -249,4 +305,19 @@ func (s *Server) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// rateDefaults applies a limit's defaults: zero takes the default rate,
+// a negative rate turns the limit off (0), and a burst below one takes
+// the default burst.
+func rateDefaults(rate *float64, burst *int, defRate float64, defBurst int) {
+	switch {
+	case *rate == 0:
+		*rate = defRate
+	case *rate < 0:
+		*rate = 0
+	}
+	if *burst <= 0 {
+		*burst = defBurst
+	}
 }

@@ -7,28 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/internal/testclock"
 	"github.com/mccgate/mcc/server"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/keys"
 	"github.com/mccgate/mcc/server/store"
 )
-
-// serverClock is a settable clock for the server under test.
-type serverClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *serverClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *serverClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // serverPublish publishes a minimal fusion set (creating its CA) through
 // the real API and returns the admin bearer token.
@@ -128,7 +115,7 @@ func TestServerRefusesAnotherKEK(t *testing.T) {
 func TestServerRunResignsCRLs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	clock := &serverClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	s, err := server.Open(ctx, server.Config{DataDir: t.TempDir(), Now: clock.Now, CRLRefresh: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -47,9 +47,9 @@ func startCertsServer(ctx context.Context, o options) (*certsServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{DataDir: dir, RateLimit: -1}
+	cfg := server.Config{DataDir: dir, RateLimit: -1, EnrollRateLimit: -1}
 	if o.Database != "" {
-		cfg = server.Config{DatabaseURL: o.Database, KEKFile: dir + "/kek.key", RateLimit: -1}
+		cfg = server.Config{DatabaseURL: o.Database, KEKFile: dir + "/kek.key", RateLimit: -1, EnrollRateLimit: -1}
 	}
 	s, err := server.Open(ctx, cfg)
 	if err != nil {

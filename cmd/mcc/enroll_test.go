@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
@@ -20,7 +21,10 @@ import (
 // --server` wrote, renews with the install certificate, and after `mcc
 // revoke --install` the renewal is refused in one line naming the reason.
 func TestEnrollCLI(t *testing.T) {
-	e := startRemoteServer(t)
+	// The install certificate (24 h) renews from halfway: the server runs
+	// 13 h behind until the renewal, then catches up with the wall clock,
+	// so every certificate is valid by both clocks throughout.
+	e := startRemoteServerAt(t, -13*time.Hour)
 	enroll := httptest.NewUnstartedServer(e.srv.EnrollHandler())
 	enroll.TLS = server.EnrollTLS(&tls.Config{})
 	enroll.StartTLS()
@@ -49,6 +53,9 @@ func TestEnrollCLI(t *testing.T) {
 		t.Fatalf("install certificate metadata %+v %v", info, err)
 	}
 
+	code, _, stderr = runCLI(t, append([]string{"enroll", "--renew"}, at...)...)
+	wantOneLineError(t, code, stderr, 1, "too early")
+	e.setSkew(0)
 	code, stdout, stderr = runCLI(t, append([]string{"enroll", "--renew"}, at...)...)
 	if code != 0 || !strings.Contains(stdout, "renewed install cli-install-1") {
 		t.Fatalf("renew: exit %d\n%s%s", code, stdout, stderr)

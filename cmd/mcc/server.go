@@ -113,6 +113,9 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	enrollListen := fs.String("enroll-listen", "", "`address` of the enrollment listener: apps trade their build certificate for an install certificate over mTLS (needs --tls-cert and --tls-key)")
 	rate := fs.Float64("rate-limit", server.DefaultRateLimit, "requests per second allowed per token (0: no limit)")
 	burst := fs.Int("rate-burst", server.DefaultRateBurst, "requests a token may send at once above --rate-limit")
+	eventRetention := fs.Duration("event-retention", 0, "how long raw threat events are kept, by their time (e.g. 720h; 0 keeps them); the console's per-minute counts are kept longer")
+	enrollRate := fs.Float64("enroll-rate-limit", server.DefaultEnrollRateLimit, "requests per second allowed per client address (IPv4 /32, IPv6 /64) on the enrollment listener (0: no limit)")
+	enrollBurst := fs.Int("enroll-rate-burst", server.DefaultEnrollRateBurst, "requests an address may send at once above --enroll-rate-limit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -121,6 +124,9 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *rate < 0 || *burst < 1 {
 		return usageError(fs, "--rate-limit must be ≥ 0 and --rate-burst ≥ 1")
+	}
+	if *enrollRate < 0 || *enrollBurst < 1 {
+		return usageError(fs, "--enroll-rate-limit must be ≥ 0 and --enroll-rate-burst ≥ 1")
 	}
 	if err := tlsFlags.Check(); err != nil {
 		return usageError(fs, "%v", err)
@@ -138,8 +144,16 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	cfg := db.config(log)
 	cfg.RateLimit, cfg.RateBurst = *rate, *burst
+	if *eventRetention < 0 {
+		return usageError(fs, "--event-retention must not be negative")
+	}
+	cfg.EventRetention = *eventRetention
 	if *rate == 0 {
 		cfg.RateLimit = -1 // Config's zero is the default; negative is off
+	}
+	cfg.EnrollRateLimit, cfg.EnrollRateBurst = *enrollRate, *enrollBurst
+	if *enrollRate == 0 {
+		cfg.EnrollRateLimit = -1
 	}
 	srv, err := server.Open(ctx, cfg)
 	if err != nil {

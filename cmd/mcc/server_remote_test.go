@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,22 +26,35 @@ type serverRemoteEnv struct {
 	url                              string
 	dir                              string
 	adminToken, ciToken, revokeToken string // token files
+	// skew is how far the server's clock is from the wall clock: a test
+	// moves it to reach a certificate's renewal window without waiting.
+	skew atomic.Int64
 }
+
+// setSkew sets the server's clock to the wall clock plus d.
+func (e *serverRemoteEnv) setSkew(d time.Duration) { e.skew.Store(int64(d)) }
 
 const remoteSetYAML = "fusion_sets:\n  - id: bank-prod\n    app_id: com.example.bank\n    mode: defense\n"
 
-func startRemoteServer(t *testing.T) *serverRemoteEnv {
+func startRemoteServer(t *testing.T) *serverRemoteEnv { return startRemoteServerAt(t, 0) }
+
+// startRemoteServerAt is startRemoteServer with the server's clock at the
+// wall clock plus skew from the start (its CA is made then too).
+func startRemoteServerAt(t *testing.T, skew time.Duration) *serverRemoteEnv {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	srv, err := server.Open(ctx, server.Config{DataDir: filepath.Join(dir, "data")})
+	e := &serverRemoteEnv{dir: dir}
+	e.setSkew(skew)
+	srv, err := server.Open(ctx, server.Config{DataDir: filepath.Join(dir, "data"),
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	e := &serverRemoteEnv{srv: srv, url: hs.URL, dir: dir}
+	e.srv, e.url = srv, hs.URL
 	token := func(name string, scopes ...auth.Scope) string {
 		secret, _, err := srv.Tokens().Create(ctx, name, scopes, 0, "test")
 		if err != nil {

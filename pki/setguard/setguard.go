@@ -35,6 +35,12 @@ var (
 // evaluates with has no pipeline and a private store: checking a
 // certificate emits nothing and bans nobody.
 func New(cfg *fusion.Config, setID, appID string) (*Guard, error) {
+	return NewAt(cfg, setID, appID, nil)
+}
+
+// NewAt is New with the engine reading clock (nil: the wall clock), so a
+// server checks certificates at the time it issues them at.
+func NewAt(cfg *fusion.Config, setID, appID string, clock func() time.Time) (*Guard, error) {
 	set, ok := cfg.Sets[setID]
 	if !ok {
 		return nil, fmt.Errorf("fusion set %q: %w (it has %v)", setID, ErrNoSet, cfg.IDs)
@@ -42,7 +48,7 @@ func New(cfg *fusion.Config, setID, appID string) (*Guard, error) {
 	if set.AppID != appID {
 		return nil, fmt.Errorf("fusion set %q expects app_id %q, not %q: %w", setID, set.AppID, appID, ErrWrongApp)
 	}
-	eng, err := fusion.NewEngine(cfg, fusion.Options{CacheSize: 1})
+	eng, err := fusion.NewEngine(cfg, fusion.Options{CacheSize: 1, Clock: clock})
 	if err != nil {
 		return nil, fmt.Errorf("fusion set %q: %w", setID, err)
 	}

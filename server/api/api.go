@@ -22,6 +22,7 @@ import (
 	"github.com/mccgate/mcc/server/authority"
 	"github.com/mccgate/mcc/server/keys"
 	"github.com/mccgate/mcc/server/store"
+	"github.com/mccgate/mcc/threat"
 )
 
 // DefaultMaxBody bounds a request body unless a route says otherwise.
@@ -29,13 +30,17 @@ const DefaultMaxBody = 1 << 20
 
 // Deps is what the API works with.
 type Deps struct {
-	DB          *store.DB
-	Tokens      *auth.Tokens
-	Limiter     *auth.Limiter
-	Keys        *keys.Sealer
-	Authorities *authority.Authorities
-	Log         *zap.Logger
-	Now         func() time.Time
+	DB      *store.DB
+	Tokens  *auth.Tokens
+	Limiter *auth.Limiter
+	// AddressLimiter limits the enrollment routes per client address
+	// (IPv4 /32, IPv6 /64): they take no token, so the address is all
+	// there is to count (nil: no limit).
+	AddressLimiter *auth.Limiter
+	Keys           *keys.Sealer
+	Authorities    *authority.Authorities
+	Log            *zap.Logger
+	Now            func() time.Time
 	// Verifiers check enrollment attestations, one per format.
 	Verifiers []attestation.Verifier
 	// Version is reported by /v1/health.
@@ -53,7 +58,14 @@ type API struct {
 	// of MiB while it is checked and stored, so a few at once bound the
 	// memory one token can make the server use.
 	largeBodies chan struct{}
-	mux         *http.ServeMux
+	// refusalEvents bounds the events stored for refused enrollments per
+	// fusion set, reason and address: a client sending one bad
+	// certificate after another stores a few events a minute, not a row
+	// per request.
+	refusalEvents *auth.Limiter
+	// sets holds the compiled fusion sets.
+	sets setCache
+	mux  *http.ServeMux
 	// routes are registered once; Routes reports them.
 	routes []Route
 }
@@ -90,7 +102,8 @@ func New(d Deps) *API {
 			d.Log.Error("no Android attestation verifier: attestations will be refused", zap.Error(err))
 		}
 	}
-	a := &API{Deps: d, mux: http.NewServeMux(), largeBodies: make(chan struct{}, maxLargeBodies)}
+	a := &API{Deps: d, mux: http.NewServeMux(), largeBodies: make(chan struct{}, maxLargeBodies),
+		refusalEvents: auth.NewLimiter(refusalEventsPerMinute/60.0, refusalEventsPerMinute)}
 	a.register()
 	return a
 }
@@ -189,6 +202,11 @@ func (a *API) wrap(scope auth.Scope, h handlerFunc) http.Handler {
 					Detail: "this route takes the app's client certificate: call the enrollment listener (--enroll-listen) over mTLS"})
 				return
 			}
+			if ok, wait := a.AddressLimiter.Allow(threat.AddressKey(remoteIP(r), 32, 64)); !ok {
+				writeProblem(w, r, a.Log, &Problem{Name: "rate-limited", Status: http.StatusTooManyRequests,
+					Detail: "too many enrollment requests from this address", retryAfter: strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second)))})
+				return
+			}
 		} else if scope != "" {
 			c, prob := a.authenticate(r, scope)
 			if prob != nil {
@@ -212,6 +230,11 @@ func (a *API) wrap(scope auth.Scope, h handlerFunc) http.Handler {
 		}
 	})
 }
+
+// refusalEventsPerMinute is how many events of refused enrollments are
+// stored per fusion set, reason and address each minute (with as many in a
+// burst); the refusals themselves are all answered.
+const refusalEventsPerMinute = 10
 
 // maxLargeBodies is how many requests with a large body (bodyLimits) are
 // served at once; more are answered 429 with Retry-After (the webhook

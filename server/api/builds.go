@@ -277,13 +277,14 @@ type publishedSet struct {
 	protections *pki.Protections
 }
 
-// compiledSets caches compiled versions by set, document hash and CA, so
+// setCache caches compiled versions by set, document hash and CA, so
 // issuance does not parse YAML per request; a new version or another CA is
-// another key. Bounded: cleared when full (versions change rarely).
-var compiledSets = struct {
+// another key. Bounded: cleared when full (versions change rarely). Each
+// API has its own, since the compiled engine reads the API's clock.
+type setCache struct {
 	sync.Mutex
 	m map[string]*publishedSet
-}{m: map[string]*publishedSet{}}
+}
 
 const maxCompiledSets = 256
 
@@ -298,27 +299,28 @@ func (a *API) publishedSet(ctx context.Context, set string) (*publishedSet, erro
 		return nil, err
 	}
 	key := set + "\x00" + v.SHA256 + "\x00" + v.CACertPEM
-	compiledSets.Lock()
-	ps := compiledSets.m[key]
-	compiledSets.Unlock()
+	a.sets.Lock()
+	ps := a.sets.m[key]
+	a.sets.Unlock()
 	if ps != nil {
 		return ps, nil
 	}
-	if ps, err = compileSet(v); err != nil {
+	if ps, err = compileSet(v, a.Now); err != nil {
 		return nil, err
 	}
-	compiledSets.Lock()
-	if len(compiledSets.m) >= maxCompiledSets {
-		clear(compiledSets.m)
+	a.sets.Lock()
+	if a.sets.m == nil || len(a.sets.m) >= maxCompiledSets {
+		a.sets.m = map[string]*publishedSet{}
 	}
-	compiledSets.m[key] = ps
-	compiledSets.Unlock()
+	a.sets.m[key] = ps
+	a.sets.Unlock()
 	return ps, nil
 }
 
 // compileSet compiles a stored version the way publishing did: a set
-// without trusted_ca trusts the server's CA for it.
-func compileSet(v store.SetSummary) (*publishedSet, error) {
+// without trusted_ca trusts the server's CA for it. Its guard checks
+// certificates at clock's time.
+func compileSet(v store.SetSummary, clock func() time.Time) (*publishedSet, error) {
 	set := v.FusionSet
 	cand, probs := parseCandidate([]byte(v.Document), set)
 	if len(probs) > 0 {
@@ -340,7 +342,7 @@ func compileSet(v store.SetSummary) (*publishedSet, error) {
 	if !ok {
 		return nil, fmt.Errorf("stored fusion set %q version %d does not hold the set", set, v.Version)
 	}
-	g, err := setguard.New(cfg, set, s.AppID)
+	g, err := setguard.NewAt(cfg, set, s.AppID, clock)
 	if err != nil {
 		return nil, err
 	}

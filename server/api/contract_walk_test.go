@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mccgate/mcc/server/api"
 	"github.com/mccgate/mcc/server/auth"
@@ -128,8 +129,10 @@ func TestContractWalk(t *testing.T) {
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll/challenge", cert: bc, body: `{"installId":""}`, want: 422})
 	dev.take(t, e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll", cert: bc, body: dev.enrollBody("walk-device"), want: 201}))
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/enroll", cert: bc, body: `{"installId":"walk-install-2"}`, want: 422})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 409}) // too early
+	e.clock.Add(dev.cert.Leaf.NotAfter.Sub(dev.cert.Leaf.NotBefore)/2 + time.Minute)
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 201})
-	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 409})
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", cert: dev.cert, body: `{}`, want: 200}) // a retry
 	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/walk-prod/renew", body: `{}`, want: 401})
 
 	// Certificates and records.

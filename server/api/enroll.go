@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -319,12 +321,21 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, _ *auth.Caller) err
 	if err != nil {
 		return err
 	}
+	pol := p.set.set.Installs
+	now := a.Now().UTC()
+	// A cheap look first: a request over a limit costs no attestation
+	// check and no signature. The locked count below decides.
+	n, err := a.DB.CountEnrollments(ctx, set, p.rec.Serial, p.addr, now.Add(-pol.EnrollWindow))
+	if err != nil {
+		return err
+	}
+	if over := enrollOver(pol, n); over != nil {
+		return a.refuseOverLimit(ctx, p, over)
+	}
 	res, err := a.checkAttestation(p, set, req, csr.PublicKey)
 	if err != nil {
 		return err
 	}
-	pol := p.set.set.Installs
-	now := a.Now().UTC()
 	ca, err := a.Authorities.CA(ctx, set)
 	if err != nil {
 		return err
@@ -347,6 +358,9 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, _ *auth.Caller) err
 		if over = enrollOver(pol, n); over != nil {
 			return nil
 		}
+		if err := checkInstallKey(ctx, tx, set, req.InstallID, csr.PublicKey, now); err != nil {
+			return err
+		}
 		return a.insertInstall(ctx, tx, p, iss, req.InstallID, "", now)
 	})
 	if err != nil {
@@ -360,9 +374,10 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, _ *auth.Caller) err
 	return writeJSON(w, http.StatusCreated, installJSON(iss, ca, req.InstallID, res))
 }
 
-// renew issues the next install certificate for a valid one. Each install
-// certificate renews once: a copy renewing after the original did (or the
-// reverse) is refused and reported, since one of the two is a clone.
+// renew issues the next install certificate for a valid one, from
+// halfway through its lifetime. Each install certificate renews once: the
+// same key asking again gets the same answer (a retry), another key is a
+// copy forking the install, refused, reported and revoked (refuseFork).
 func (a *API) renew(w http.ResponseWriter, r *http.Request, _ *auth.Caller) error {
 	set, err := pathSet(r)
 	if err != nil {
@@ -380,6 +395,16 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request, _ *auth.Caller) erro
 	p, err := a.checkPresented(ctx, r, w.Header().Get("X-Request-Id"), set, fusion.PurposeRenew, nil)
 	if err != nil {
 		return err
+	}
+	if from := renewFrom(p.leaf); a.Now().Before(from) {
+		// Renewing early would let one enrollment chain into many live
+		// certificates (each renewal may bring a new key): from halfway
+		// on, at most two certificates of an install are ever valid.
+		wait := from.Sub(a.Now())
+		return &Problem{Name: "conflict", Status: http.StatusConflict,
+			Detail:     "too early: this install certificate renews from " + from.UTC().Format(time.RFC3339) + " (halfway through its lifetime)",
+			Extra:      map[string]any{"renewFrom": from.UTC()},
+			retryAfter: strconv.Itoa(int((wait + time.Second - 1) / time.Second))}
 	}
 	in := pki.InstallRequest{FusionSet: set, AppID: p.set.appID, InstallID: p.build.InstallID,
 		ValidFor: p.set.set.Installs.Lifetime, Now: a.Now().UTC()}
@@ -404,16 +429,95 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request, _ *auth.Caller) erro
 		return a.insertInstall(ctx, tx, p, iss, in.InstallID, p.rec.Serial, in.Now)
 	})
 	if errors.Is(err, store.ErrRenewed) {
-		a.report(ctx, p, threat.ReasonRateAnomaly, map[string]any{
-			"error": "an install certificate was renewed twice: one of the two is a copy", "kind": "renewal",
-			"serial": p.rec.Serial, "installId": p.build.InstallID})
-		return &Problem{Name: "conflict", Status: http.StatusConflict, Detail: "this install certificate was renewed already; enroll again",
-			Extra: map[string]any{"reasonCode": string(threat.ReasonRateAnomaly)}}
+		return a.renewedAlready(ctx, w, p, ca, in)
 	}
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, installJSON(iss, ca, in.InstallID, nil))
+}
+
+// renewFrom is when an install certificate may renew: halfway through
+// its lifetime. The renewAfter an app is told (two thirds) leaves room for
+// a device clock that runs ahead.
+func renewFrom(leaf *x509.Certificate) time.Time {
+	return leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+}
+
+// renewedAlready answers a renewal of a certificate that renewed before.
+// The same key asking again is a retry (the answer was lost): it gets the
+// certificate the first renewal issued, 200, and nothing new exists. A
+// request for another key is a fork: refuseFork.
+func (a *API) renewedAlready(ctx context.Context, w http.ResponseWriter, p *presented, ca *pki.CA, in pki.InstallRequest) error {
+	var key crypto.PublicKey = in.PublicKey
+	if in.ParsedCSR != nil {
+		key = in.ParsedCSR.PublicKey
+	}
+	next, err := a.DB.RenewalOf(ctx, p.rec.Serial)
+	if err != nil {
+		return err
+	}
+	if next.RevokedAt.IsZero() {
+		cert, err := pki.ParseCertificatePEM([]byte(next.CertPEM))
+		if err != nil {
+			return fmt.Errorf("install certificate %s: %w", next.Serial, err)
+		}
+		if held, ok := cert.PublicKey.(*ecdsa.PublicKey); ok && held.Equal(key) {
+			return writeJSON(w, http.StatusOK, installJSON(&pki.InstallCert{Cert: cert, DER: cert.Raw, PEM: []byte(next.CertPEM)}, ca, in.InstallID, nil))
+		}
+	}
+	return a.refuseFork(ctx, p)
+}
+
+// refuseFork answers the second renewal of one install certificate: two
+// holders of the same key, so one is a copy. Both branches lose: every
+// live certificate of the install is revoked (the app enrolls again with
+// its build certificate, under the enrollment limits), and the event
+// names the install.
+func (a *API) refuseFork(ctx context.Context, p *presented) error {
+	installID, set := p.build.InstallID, p.rec.FusionSet
+	var res revocationResult
+	err := a.DB.Tx(ctx, func(tx *store.Tx) error {
+		res = revocationResult{}
+		live, err := tx.LiveInstallCertificates(ctx, set, installID, a.Now())
+		if err != nil {
+			return err
+		}
+		return a.revokeIn(ctx, tx, &auth.Caller{Service: "enrollment"}, live, pki.ReasonName(1), &res)
+	})
+	if err != nil {
+		return fmt.Errorf("revoking the forked install %s of %s: %w", installID, set, err)
+	}
+	a.report(ctx, p, threat.ReasonRateAnomaly, map[string]any{
+		"error": "an install certificate was renewed twice: one of the two is a copy", "kind": "renewal",
+		"serial": p.rec.Serial, "installId": installID, "revoked": res.Revoked})
+	a.Log.Warn("install forked: its certificates are revoked", zap.String("fusionSet", set),
+		zap.String("installId", installID), zap.Strings("revoked", res.Revoked))
+	return &Problem{Name: "conflict", Status: http.StatusConflict,
+		Detail: "this install certificate was renewed already, so a copy of it exists: the install's certificates are revoked; enroll again",
+		Extra:  map[string]any{"reasonCode": string(threat.ReasonRateAnomaly)}}
+}
+
+// checkInstallKey refuses an install id that a live certificate holds for
+// another key: an install id names one key, so a second device (or a
+// copied app data folder) cannot take over an install's name and events.
+func checkInstallKey(ctx context.Context, tx *store.Tx, set, installID string, key any, now time.Time) error {
+	live, err := tx.LiveInstallCertificates(ctx, set, installID, now)
+	if err != nil {
+		return err
+	}
+	for _, c := range live {
+		cert, err := pki.ParseCertificatePEM([]byte(c.CertPEM))
+		if err != nil {
+			return fmt.Errorf("install certificate %s: %w", c.Serial, err)
+		}
+		if held, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || !held.Equal(key) {
+			return &Problem{Name: "conflict", Status: http.StatusConflict,
+				Detail: "the installId is held by another key until " + c.NotAfter.UTC().Format(time.RFC3339) + ": make a new install id with the new key",
+				Extra:  map[string]any{"field": "installId"}}
+		}
+	}
+	return nil
 }
 
 // insertInstall stores an issued install certificate and its enrollment
@@ -543,7 +647,10 @@ func parseInstallCSR(s, field string, required bool) (*x509.CertificateRequest, 
 }
 
 // checkDevice bounds the device context an enrollment sends: known keys,
-// short printable values.
+// short printable values. Printable is unicode.IsPrint: no controls, no
+// format characters (bidi overrides, zero-width joiners) and no line or
+// paragraph separators, which would let a value disguise itself in the
+// console, a log line or a support ticket.
 func checkDevice(dev map[string]string) []FieldError {
 	var errs []FieldError
 	if len(dev) > maxDeviceKeys {
@@ -554,7 +661,7 @@ func checkDevice(dev map[string]string) []FieldError {
 		switch {
 		case !threat.IsDeviceKey(k):
 			errs = append(errs, FieldError{Field: field, Detail: "is not a device context key of the event schema"})
-		case len(v) > maxDeviceValueLen || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return c < 0x20 || c == 0x7f }):
+		case len(v) > maxDeviceValueLen || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) }):
 			errs = append(errs, FieldError{Field: field, Detail: fmt.Sprintf("must be printable text of at most %d bytes", maxDeviceValueLen)})
 		}
 	}

@@ -115,8 +115,9 @@ const enrollPath = "/v1/fusion-sets/bank-prod/enroll"
 // TestEnrollIssuesInstallCertificate: a build certificate over mTLS gets
 // an install certificate for the device's key, with the same identity,
 // the build's metadata and the install id, living the set's lifetime; it
-// renews once (keeping its key, or with a new one) and a second renewal of
-// the same certificate is a 409 with a RATE_ANOMALY event.
+// renews from halfway through its lifetime, once (keeping its key, or with
+// a new one); a second renewal of the same certificate is a 409 with a
+// RATE_ANOMALY event and revokes every live certificate of the install.
 func TestEnrollIssuesInstallCertificate(t *testing.T) {
 	e := startEnroll(t, enrollDoc)
 	b := e.issue(t, "build-4711", map[string]any{"buildUser": "ci", "buildDate": "2026-12-01T08:00:00Z"})
@@ -157,20 +158,56 @@ func TestEnrollIssuesInstallCertificate(t *testing.T) {
 		t.Fatalf("stored install certificate %+v", rec)
 	}
 
-	// Renew keeping the key, then a copy of the old certificate renews again.
+	// Too early: before halfway through its lifetime a certificate does
+	// not renew (a 409 naming when it may, with Retry-After).
+	r := e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: d.cert, body: `{}`, want: 409})
+	if !strings.Contains(string(r.body), "renewFrom") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("early renewal: %s %v", r.body, r.header)
+	}
+
+	// Renew keeping the key, then a copy of the old certificate renews
+	// again: a fork. Both branches lose their certificates.
+	e.clock.Add(61 * time.Minute)
 	old := d.cert
 	d.take(t, e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: old, body: `{}`, want: 201}))
 	if d.got.Serial == rec.BuildSerial || !d.cert.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(&d.key.PublicKey) {
 		t.Fatal("a renewal without a CSR must keep the key")
 	}
-	r := e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: old, body: `{}`, want: 409})
+	renewed := d.got.Serial
+	// The same key asking again is a retry: the same certificate, 200.
+	var again installCertJSON
+	e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: old, body: `{}`, want: 200}).json(t, &again)
+	if again.Serial != renewed || again.Certificate != d.got.Certificate {
+		t.Fatalf("a retried renewal answered %s, want the first renewal's %s", again.Serial, renewed)
+	}
+	// A copy of the old certificate asking for its own key forks it.
+	fork := newDevice(t, d.installID)
+	forkBody, _ := json.Marshal(map[string]string{"csr": base64.StdEncoding.EncodeToString(fork.csr)})
+	r = e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: old, body: string(forkBody), want: 409})
 	if !strings.Contains(string(r.body), "RATE_ANOMALY") {
 		t.Fatalf("second renewal: %s", r.body)
 	}
 	if n := countEvents(t, e, "RATE_ANOMALY"); n != 1 {
 		t.Fatalf("%d RATE_ANOMALY events after a second renewal, want 1", n)
 	}
-	// Renew with a new key.
+	for _, serial := range []string{renewed, pki.FormatSerial(old.Leaf.SerialNumber)} {
+		c, err := e.db.Certificate(context.Background(), serial)
+		if err != nil || c.RevokedAt.IsZero() || c.RevokedBy != "enrollment" {
+			t.Fatalf("install certificate %s after the fork: %+v %v, want revoked by the enrollment", serial, c, err)
+		}
+	}
+	if b, err := e.db.Certificate(context.Background(), b.Certificate.Serial); err != nil || !b.RevokedAt.IsZero() {
+		t.Fatalf("the build certificate was revoked with the forked install: %+v %v", b, err)
+	}
+	r = e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: d.cert, body: `{}`, want: 403})
+	if !strings.Contains(string(r.body), "CERT_REVOKED") {
+		t.Fatalf("renewal with the forked branch's certificate: %s", r.body)
+	}
+
+	// A new install renews with a new key.
+	d = newDevice(t, "5f4e0a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b")
+	d.take(t, e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: d.enrollBody("device-2"), want: 201}))
+	e.clock.Add(61 * time.Minute)
 	next := newDevice(t, d.installID)
 	body, _ := json.Marshal(map[string]string{"csr": base64.StdEncoding.EncodeToString(next.csr)})
 	next.take(t, e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: d.cert, body: string(body), want: 201}))
@@ -373,11 +410,16 @@ func TestEnrollGoClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rc.Renew(ctx, "bank-prod", nil); err != nil {
+	if _, err := rc.Renew(ctx, "bank-prod", nil); !client.IsProblem(err, "conflict") {
+		t.Fatalf("renewal right after enrolling: %v, want a conflict problem (too early)", err)
+	}
+	e.clock.Add(61 * time.Minute)
+	first, err := rc.Renew(ctx, "bank-prod", nil)
+	if err != nil {
 		t.Fatalf("renew: %v", err)
 	}
-	if _, err := rc.Renew(ctx, "bank-prod", nil); !client.IsProblem(err, "conflict") {
-		t.Fatalf("second renewal: %v, want a conflict problem", err)
+	if again, err := rc.Renew(ctx, "bank-prod", nil); err != nil || again.Serial != first.Serial {
+		t.Fatalf("a retried renewal: %+v %v, want the first renewal's %s", again, err, first.Serial)
 	}
 	if _, err := c.Challenge(ctx, "bank-prod", "go-client-1"); err != nil {
 		t.Fatalf("challenge: %v", err)

@@ -30,11 +30,16 @@ func (a *API) storeEvent(ctx context.Context, ev *threat.Event) {
 	if ev == nil {
 		return
 	}
+	key := ev.FusionSet + "\x00" + string(ev.ReasonCode) + "\x00" + threat.AddressKey(ev.ClientIP, 32, 64)
+	if ok, _ := a.refusalEvents.Allow(key); !ok {
+		a.Log.Debug("refusal event not stored: over the per-address budget", zap.String("fusionSet", ev.FusionSet),
+			zap.String("reasonCode", string(ev.ReasonCode)))
+		return
+	}
 	e := *ev
 	e.Action = threat.ActionBlocked
-	// The server's clock dates what the server did (the compiled set's
-	// engine, shared by every API instance of the process, reads the
-	// wall clock).
+	// The server's clock dates what the server did, whatever time the
+	// event was built with.
 	e.Time = a.Now().UTC()
 	raw, err := e.AppendJSON(nil)
 	if err != nil {

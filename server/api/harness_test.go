@@ -68,7 +68,9 @@ type envOptions struct {
 	// tests count tokens and audit entries); nil: every scope.
 	scopes  []auth.Scope
 	limiter *auth.Limiter
-	clock   *apiClock
+	// addressLimiter limits the enrollment routes per client address.
+	addressLimiter *auth.Limiter
+	clock          *apiClock
 	// db is a database another instance may share; kek is then its key.
 	db  *store.DB
 	kek *keys.Sealer
@@ -114,7 +116,7 @@ func startAPI(t testing.TB, o envOptions) *apiEnv {
 		e.clock = &apiClock{}
 	}
 	e.tokens = auth.NewTokens(e.db, e.clock.Now)
-	e.api = api.New(api.Deps{DB: e.db, Tokens: e.tokens, Limiter: o.limiter, Keys: kek,
+	e.api = api.New(api.Deps{DB: e.db, Tokens: e.tokens, Limiter: o.limiter, AddressLimiter: o.addressLimiter, Keys: kek,
 		Authorities: authority.New(e.db, kek, e.clock.Now), Now: e.clock.Now, Version: "test"})
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)

@@ -248,7 +248,7 @@ func (a *API) revokeIn(ctx context.Context, tx *store.Tx, c *auth.Caller, certs 
 	// that says nothing new).
 	var changed []string
 	for _, cert := range certs {
-		done, err := tx.RevokeCertificate(ctx, cert.Serial, now, reason, c.TokenName)
+		done, err := tx.RevokeCertificate(ctx, cert.Serial, now, reason, c.Name())
 		if err != nil {
 			return err
 		}

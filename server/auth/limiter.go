@@ -7,20 +7,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiterSweepAt is the map size at which idle limiters are dropped. The
-// map only ever holds ids of verified tokens, so it is bounded by the
-// tokens table; the sweep keeps a long-running server from holding every
-// token ever used.
+// limiterSweepAt is the map size from which idle limiters are dropped,
+// at most once per refill time, so a map of many busy keys is not scanned
+// on every new key.
 const limiterSweepAt = 1024
 
-// Limiter is the per-token rate limiter: a token bucket per token id.
+// limiterMaxKeys bounds the map when its keys are not bounded by a table
+// (client addresses): past it, arbitrary buckets are dropped. A dropped
+// key starts again with a full bucket, so the bound costs some leniency
+// towards a caller with very many addresses, never memory.
+const limiterMaxKeys = 1 << 16
+
+// Limiter is a rate limiter per key: a token bucket per token id (the
+// API's tokens) or per client address (the enrollment routes).
 type Limiter struct {
 	limit rate.Limit
 	burst int
 	now   func() time.Time // tests move it
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	lastSweep time.Time
 }
 
 type bucket struct {
@@ -28,7 +35,7 @@ type bucket struct {
 	last time.Time
 }
 
-// NewLimiter allows each token perSecond requests with bursts of burst.
+// NewLimiter allows each key (a token id, a client address) perSecond requests with bursts of burst.
 // perSecond 0 turns limiting off.
 func NewLimiter(perSecond float64, burst int) *Limiter {
 	if burst < 1 {
@@ -47,8 +54,9 @@ func (l *Limiter) Allow(tokenID string) (ok bool, retryAfter time.Duration) {
 	l.mu.Lock()
 	b := l.buckets[tokenID]
 	if b == nil {
-		if len(l.buckets) >= limiterSweepAt {
+		if n := len(l.buckets); n >= limiterMaxKeys || (n >= limiterSweepAt && now.Sub(l.lastSweep) >= l.refill()) {
 			l.sweep(now)
+			l.lastSweep = now
 		}
 		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
 		l.buckets[tokenID] = b
@@ -70,10 +78,23 @@ func (l *Limiter) Allow(tokenID string) (ok bool, retryAfter time.Duration) {
 // sweep drops buckets idle long enough to be full again: a new bucket is
 // the same, so nothing is forgotten.
 func (l *Limiter) sweep(now time.Time) {
-	refill := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
+	refill := l.refill()
 	for id, b := range l.buckets {
 		if now.Sub(b.last) > refill {
 			delete(l.buckets, id)
 		}
 	}
+	// Map order is random: what is left over the bound goes at random,
+	// down to three quarters of it, so the next scan is far off.
+	for id := range l.buckets {
+		if len(l.buckets) <= limiterMaxKeys*3/4 {
+			break
+		}
+		delete(l.buckets, id)
+	}
+}
+
+// refill is how long an empty bucket takes to fill again.
+func (l *Limiter) refill() time.Duration {
+	return time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
 }

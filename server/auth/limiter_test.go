@@ -65,3 +65,25 @@ func TestLimiterSweep(t *testing.T) {
 		t.Fatalf("%d buckets after the sweep, want busy and new", n)
 	}
 }
+
+// Keys that are not bounded by a table (client addresses) cannot grow the
+// map past its bound, however fast they come: an attacker with many
+// addresses costs leniency, not memory.
+func TestLimiterBoundedUnderManyKeys(t *testing.T) {
+	l := NewLimiter(1, 5) // 5 s refill: nothing goes idle during the test
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	for i := 0; i < 3*limiterMaxKeys; i++ {
+		l.Allow(fmt.Sprint("addr-", i))
+		if n := len(l.buckets); n > limiterMaxKeys {
+			t.Fatalf("%d buckets after %d keys, over the bound %d", n, i+1, limiterMaxKeys)
+		}
+	}
+	// A key seen just now is still limited, unless the bound dropped it.
+	for i := 0; i < 5; i++ {
+		l.Allow("steady")
+	}
+	if ok, _ := l.Allow("steady"); ok {
+		t.Fatal("a key over its burst was allowed")
+	}
+}

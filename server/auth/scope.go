@@ -64,6 +64,21 @@ type Caller struct {
 	TokenID   string
 	TokenName string
 	Scopes    []Scope
+	// Service names the server itself when it acts on its own (the
+	// enrollment revoking a forked install), with no token behind it.
+	Service string
+}
+
+// Name is who the caller is in a record: the token's name, or the
+// service's.
+func (c *Caller) Name() string {
+	if c != nil && c.Service != "" {
+		return c.Service
+	}
+	if c == nil {
+		return ""
+	}
+	return c.TokenName
 }
 
 // Has reports whether the caller may act with scope s (admin may do all).
@@ -78,6 +93,9 @@ func (c *Caller) Has(s Scope) bool {
 func (c *Caller) Actor() string {
 	if c == nil {
 		return "anonymous"
+	}
+	if c.Service != "" {
+		return "server:" + c.Service
 	}
 	return "token:" + c.TokenName
 }

@@ -318,6 +318,14 @@ func copyTables(ctx context.Context, src querier, dst *DB) error {
 				}
 				continue
 			}
+			if t.name == "event_seq" {
+				// Migration 3 writes its one row (no number given yet); the
+				// source's row replaces it, so numbering continues after
+				// the restored events.
+				if _, err := tx.Exec(ctx, `DELETE FROM event_seq WHERE last = 0`); err != nil {
+					return err
+				}
+			}
 			var n int64
 			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(t.name)).Scan(&n); err != nil {
 				return fmt.Errorf("counting %s: %w", t.name, err)

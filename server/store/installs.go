@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -49,10 +50,22 @@ func (tx *Tx) LockEnrollment(ctx context.Context, set, buildSerial, address stri
 }
 
 // CountEnrollments counts the enrollments since since of one build
-// certificate and of one address in set.
+// certificate and of one address in set, inside tx: with LockEnrollment
+// held, the count is exact.
 func (tx *Tx) CountEnrollments(ctx context.Context, set, buildSerial, address string, since time.Time) (EnrollmentCounts, error) {
+	return countEnrollments(ctx, tx, set, buildSerial, address, since)
+}
+
+// CountEnrollments is the same count outside a transaction: a cheap
+// early look, so a request over a limit is refused before the work of
+// checking an attestation and signing. Only the locked count decides.
+func (db *DB) CountEnrollments(ctx context.Context, set, buildSerial, address string, since time.Time) (EnrollmentCounts, error) {
+	return countEnrollments(ctx, db, set, buildSerial, address, since)
+}
+
+func countEnrollments(ctx context.Context, q rowQuerier, set, buildSerial, address string, since time.Time) (EnrollmentCounts, error) {
 	var c EnrollmentCounts
-	err := tx.QueryRow(ctx, `SELECT
+	err := q.QueryRow(ctx, `SELECT
 		(SELECT COUNT(*) FROM enrollments WHERE build_serial = ? AND renews IS NULL AND time_ns >= ?),
 		(SELECT COUNT(*) FROM enrollments WHERE fusion_set = ? AND address = ? AND renews IS NULL AND time_ns >= ?)`,
 		buildSerial, NS(since), set, address, NS(since)).Scan(&c.PerBuild, &c.PerAddress)
@@ -60,6 +73,11 @@ func (tx *Tx) CountEnrollments(ctx context.Context, set, buildSerial, address st
 		return c, fmt.Errorf("enrollments: counting: %w", err)
 	}
 	return c, nil
+}
+
+// rowQuerier is what DB and Tx share for one-row reads.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, q string, args ...any) *sql.Row
 }
 
 // InsertEnrollment records e. A renewal of a certificate renewed before
@@ -81,6 +99,44 @@ func (tx *Tx) InstallCertificates(ctx context.Context, set, installID string) (m
 	out := map[string]Certificate{}
 	err := tx.collect(ctx, out, `SELECT `+certColumns+` FROM certificates WHERE fusion_set = ? AND install_id = ?`, set, installID)
 	return out, err
+}
+
+// LiveInstallCertificates reads the certificates of one install of set
+// that are neither revoked nor expired at now, with their PEM, in serial
+// order.
+func (tx *Tx) LiveInstallCertificates(ctx context.Context, set, installID string, now time.Time) ([]Certificate, error) {
+	rows, err := tx.Query(ctx, `SELECT `+certColumns+`, cert_pem FROM certificates
+		WHERE fusion_set = ? AND install_id = ? AND revoked_ns IS NULL AND not_after_ns > ? ORDER BY serial`, set, installID, NS(now))
+	if err != nil {
+		return nil, fmt.Errorf("certificates of install %s: %w", installID, err)
+	}
+	defer rows.Close()
+	var out []Certificate
+	for rows.Next() {
+		var c Certificate
+		if err := scanCertificate(rows, &c, &c.CertPEM); err != nil {
+			return nil, fmt.Errorf("certificates of install %s: %w", installID, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("certificates of install %s: %w", installID, err)
+	}
+	return out, nil
+}
+
+// RenewalOf returns the install certificate that renewed serial, with its
+// PEM (ErrNotFound when serial has not renewed).
+func (db *DB) RenewalOf(ctx context.Context, serial string) (Certificate, error) {
+	var next string
+	err := db.QueryRow(ctx, `SELECT serial FROM enrollments WHERE renews = ?`, serial).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Certificate{}, fmt.Errorf("renewal of %s: %w", serial, ErrNotFound)
+	}
+	if err != nil {
+		return Certificate{}, fmt.Errorf("enrollments: reading the renewal of %s: %w", serial, err)
+	}
+	return db.Certificate(ctx, next)
 }
 
 // PurgeEnrollments deletes the enrollment rows older than before: the

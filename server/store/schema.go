@@ -18,6 +18,7 @@ type migration struct {
 var migrations = []migration{
 	{1, "initial schema", schemaV1},
 	{2, "install certificates and enrollments", schemaV2},
+	{3, "console: event sequence, per-minute rollups, sessions", schemaV3},
 }
 
 // LatestVersion is the schema version this binary writes.
@@ -155,6 +156,46 @@ CREATE TABLE enrollments (
 );
 CREATE INDEX enrollments_build ON enrollments (build_serial, time_ns) WHERE renews IS NULL;
 CREATE INDEX enrollments_address ON enrollments (fusion_set, address, time_ns) WHERE renews IS NULL;
+`
+
+// schemaV3 is what the console needs (issue 14). events.seq is the
+// order in which events were committed, the cursor of the live feed
+// (Last-Event-ID): event_seq holds the last number given, and the row lock
+// InsertEvents takes on it also orders the inserting transactions, so a
+// reader never sees seq n+1 before n. Existing events are numbered in the
+// order they were received. event_rollups counts events per minute of
+// their own time, fusion set, reason and action; the overview reads it
+// instead of the raw events, which retention may purge. console_sessions
+// holds signed-in browsers by the SHA-256 of their session id.
+const schemaV3 = `
+ALTER TABLE events ADD COLUMN seq BIGINT;
+UPDATE events SET seq = numbered.n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY received_ns, id) AS n FROM events) AS numbered WHERE events.id = numbered.id;
+CREATE UNIQUE INDEX events_seq ON events (seq);
+CREATE TABLE event_seq (
+	one INTEGER PRIMARY KEY CHECK (one = 1),
+	last BIGINT NOT NULL
+);
+INSERT INTO event_seq (one, last) SELECT 1, COALESCE(MAX(seq), 0) FROM events;
+CREATE TABLE event_rollups (
+	minute_ns BIGINT NOT NULL,
+	fusion_set TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	action TEXT NOT NULL,
+	count BIGINT NOT NULL,
+	PRIMARY KEY (minute_ns, fusion_set, reason, action)
+);
+INSERT INTO event_rollups (minute_ns, fusion_set, reason, action, count)
+	SELECT time_ns - time_ns % 60000000000, fusion_set, reason, action, COUNT(*) FROM events
+	GROUP BY time_ns - time_ns % 60000000000, fusion_set, reason, action;
+CREATE TABLE console_sessions (
+	id_hash {{blob}} PRIMARY KEY,
+	token_id TEXT NOT NULL,
+	token_name TEXT NOT NULL,
+	scopes TEXT NOT NULL,
+	created_ns BIGINT NOT NULL,
+	expires_ns BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_ns);
 `
 
 // migrationLock serializes migrations of several PostgreSQL instances

@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mccgate/mcc/internal/pgtest"
+)
+
+// TestMigration3BackfillSQLite and ...Postgres open a database at schema
+// 2 holding events, then migrate it: the events are numbered in the
+// order they were received, counted in the rollups, and new events are
+// numbered after them.
+func TestMigration3BackfillSQLite(t *testing.T) {
+	dir := t.TempDir()
+	migration3Backfill(t, func() (*DB, error) { return Open(context.Background(), Options{DataDir: dir}) })
+}
+
+func TestMigration3BackfillPostgres(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	migration3Backfill(t, func() (*DB, error) { return Open(context.Background(), Options{URL: url}) })
+}
+
+func migration3Backfill(t *testing.T, open func() (*DB, error)) {
+	ctx := context.Background()
+	all := migrations
+	migrations = all[:2]
+	db, err := open()
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := eventsRows(30, 0)
+	for i, e := range rows {
+		// Received in reverse id order: the numbering must follow receipt.
+		received := NS(e.Received.Add(time.Duration(len(rows)-i) * time.Second))
+		if _, err := db.Exec(ctx, `INSERT INTO events (id, time_ns, received_ns, fusion_set, reason, action, client_ip,
+			device_id, serial, cert_sha256, external_id, build_id, app_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.ID, NS(e.Time), received, e.FusionSet, e.Reason, e.Action, e.ClientIP, e.DeviceID, e.Serial, e.CertSHA256,
+			e.ExternalID, e.BuildID, e.AppID, e.Doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	db, err = open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, err := db.SchemaVersion(ctx); err != nil || v != LatestVersion() {
+		t.Fatalf("schema version %d, %v", v, err)
+	}
+	feed, err := db.EventsAfter(ctx, 0, EventQuery{}, 100)
+	if err != nil || len(feed) != len(rows) {
+		t.Fatalf("feed after migration: %d events, %v", len(feed), err)
+	}
+	for i, e := range feed {
+		if want := rows[len(rows)-1-i].ID; e.ID != want || e.Seq != int64(i+1) {
+			t.Fatalf("event %d: %s seq %d, want %s seq %d (receipt order)", i, e.ID, e.Seq, want, i+1)
+		}
+	}
+	got, err := db.Rollups(ctx, RollupQuery{From: rows[0].Time, To: rows[0].Time.Add(time.Hour), Bucket: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expectedRollups(rows, rows[0].Time, time.Minute)
+	if len(got) != len(want) {
+		t.Fatalf("%d rollup rows after migration, want %d", len(got), len(want))
+	}
+	for _, r := range got {
+		if !want[r] {
+			t.Fatalf("rollup %+v not expected", r)
+		}
+	}
+	if n, err := db.InsertEvents(ctx, eventsRows(1, 100)); err != nil || n != 1 {
+		t.Fatalf("insert after migration: %d, %v", n, err)
+	}
+	next, err := db.EventsAfter(ctx, int64(len(rows)), EventQuery{}, 10)
+	if err != nil || len(next) != 1 || next[0].Seq != int64(len(rows))+1 {
+		t.Fatalf("the next event is numbered %+v (%v), want %d", next, err, len(rows)+1)
+	}
+}

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // readmes are the READMEs whose blocks run, in this order: the root one
 // builds bin/mcc and bin/caddy, which the others use.
-var readmes = []string{"README.md", "examples/caddy/README.md", "examples/envoy/README.md", "examples/ci/README.md"}
+var readmes = []string{"README.md", "examples/caddy/README.md", "examples/envoy/README.md", "examples/ci/README.md", "examples/clients/README.md"}
 
 // TestREADMEs runs every shell block of every README, then the checks that
 // need what the blocks made while their servers still run.

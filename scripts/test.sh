@@ -3,7 +3,8 @@
 # -trimpath, because caddytest skips silently under both), a short run of each
 # fuzz target, and the xcaddy build line from the README. A skipped test fails
 # the run: every test here must be able to run on a machine set up by
-# .ci/run (openssl, curl, redis-server, postgresql).
+# .ci/run (openssl, curl, redis-server, postgresql, chromium, node, a JDK,
+# kotlin and OkHttp, Debian's python3 with python3-cryptography).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,13 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
+# The example clients (examples/clients) run with their own toolchains.
+command -v node >/dev/null || need+=(nodejs)
+command -v javac >/dev/null || need+=(default-jdk-headless)
+command -v kotlinc >/dev/null || need+=(kotlin)
+[ -f /usr/share/java/okhttp.jar ] || need+=(libokhttp-java)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3 python3-cryptography)
 # Debian puts the server binaries in /usr/lib/postgresql/<version>/bin, off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

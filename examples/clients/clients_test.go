@@ -1,0 +1,316 @@
+// Package clients_test runs the example clients the way an app runs: each
+// is built with its own toolchain (go, javac, node, Debian's python3 with
+// python3-cryptography) and called against a real gateway, the quickstart's
+// Caddy with its demo bundle and its demo mcc server for enrollment.
+package clients_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mccgate/mcc/quickstart"
+)
+
+// client is one example client and how to run it.
+type client struct {
+	name string
+	argv []string
+	// enrolls: the client trades the bundle for an install certificate
+	// when MCC_ENROLL_URL is set.
+	enrolls bool
+}
+
+// gateway is a running quickstart: Caddy on url, enrollment on enrollURL.
+type gateway struct {
+	dir, url, enrollURL string
+}
+
+// blockMessage is the quickstart set's message (quickstart/config.go).
+const blockMessage = "This app could not be verified. Please install the official app (mcc quickstart)."
+
+var blockedLine = regexp.MustCompile(`^blocked: (.+) \(reference: ([0-9a-f-]{8,})\)$`)
+
+// TestClients: every example client is allowed with the bundle, blocked
+// with the set's message and a reference without it (its device id
+// reaching the event), fails in one line on a wrong password, and the
+// clients that enroll do: enroll, keep and reuse the install certificate,
+// keep it when the server says renewal is too early, and fall back to the
+// bundle when enrollment is refused.
+func TestClients(t *testing.T) {
+	work := t.TempDir()
+	clients := buildClients(t, work)
+	gw := startQuickstart(t, filepath.Join(work, "qs"))
+
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			device := c.name + "-device-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			env := []string{"MCC_URL=" + gw.url, "MCC_SERVER_CA=" + filepath.Join(gw.dir, "server-ca.pem"), "MCC_DEVICE_ID=" + device}
+			bundle := []string{"MCC_BUNDLE=" + filepath.Join(gw.dir, "app.p12"), "MCC_BUNDLE_PASSWORD_FILE=" + filepath.Join(gw.dir, "app.p12.password")}
+
+			code, out, errOut := run(t, c, append(env, bundle...))
+			if code != 0 || !strings.HasPrefix(out, "allowed: HTTP 200: ") || !strings.Contains(out, "mcc quickstart echo") {
+				t.Fatalf("with the bundle: exit %d\n%s%s", code, out, errOut)
+			}
+
+			code, out, errOut = run(t, c, env)
+			m := blockedLine.FindStringSubmatch(strings.TrimSpace(out))
+			if code != 3 || m == nil || m[1] != blockMessage {
+				t.Fatalf("without the bundle: exit %d, want 3 and %q with a reference\n%s%s", code, "blocked: "+blockMessage, out, errOut)
+			}
+			ev := waitForEvent(t, gw, m[2])
+			if ev["reasonCode"] != "NO_CLIENT_CERT" || ev["deviceID"] != device {
+				t.Errorf("the event of the block: reason %v, deviceID %v; want NO_CLIENT_CERT and %s (the client's device header)", ev["reasonCode"], ev["deviceID"], device)
+			}
+
+			wrong := filepath.Join(work, c.name+"-wrong.password")
+			if err := os.WriteFile(wrong, []byte("not the password\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut = run(t, c, append(env, "MCC_BUNDLE="+filepath.Join(gw.dir, "app.p12"), "MCC_BUNDLE_PASSWORD_FILE="+wrong))
+			if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: ") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("a wrong password: exit %d, want 1 and one error line\nstdout: %s\nstderr: %s", code, out, errOut)
+			}
+
+			if c.enrolls {
+				testEnrollment(t, c, gw, append(env, bundle...), filepath.Join(work, c.name+"-state"))
+			}
+		})
+	}
+}
+
+// testEnrollment runs an enrolling client three times against the
+// quickstart's mcc server, then with a fusion set the server does not have.
+func testEnrollment(t *testing.T, c client, gw gateway, env []string, state string) {
+	env = append(env, "MCC_ENROLL_URL="+gw.enrollURL, "MCC_FUSION_SET="+quickstart.SetID, "MCC_STATE_DIR="+state)
+	code, out, errOut := run(t, c, env)
+	if code != 0 || !strings.Contains(out, "enrolled: install ") || !strings.Contains(out, "allowed: HTTP 200: ") {
+		t.Fatalf("enrolling: exit %d\n%s%s", code, out, errOut)
+	}
+	if fi, err := os.Stat(filepath.Join(state, "install.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the install key: %v %v, want a 0600 file", fi, err)
+	}
+	var kept struct {
+		Serial, Certificate, RenewAfter string
+	}
+	answer := filepath.Join(state, "install.json")
+	readJSON(t, answer, &kept)
+
+	// The next start reuses the kept certificate.
+	code, out, errOut = run(t, c, env)
+	if code != 0 || strings.Contains(out, "enrolled") || strings.Contains(out, "renew") || !strings.Contains(out, "allowed: HTTP 200: ") {
+		t.Fatalf("the second start: exit %d, want the kept install certificate\n%s%s", code, out, errOut)
+	}
+
+	// A device clock ahead of the server's: renewAfter passed here, not
+	// there. The server refuses as too early; the certificate is kept.
+	var doc map[string]any
+	readJSON(t, answer, &doc)
+	doc["renewAfter"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	writeJSON(t, answer, doc)
+	code, out, errOut = run(t, c, env)
+	if code != 0 || !strings.Contains(out, "renewal: too early") || !strings.Contains(out, "keeping serial "+kept.Serial) || !strings.Contains(out, "allowed: HTTP 200: ") {
+		t.Fatalf("renewing too early: exit %d, want the certificate kept\n%s%s", code, out, errOut)
+	}
+
+	// Enrollment refused (no such fusion set at the server): the bundle.
+	fresh := append(env[:len(env):len(env)], "MCC_FUSION_SET=no-such-set", "MCC_STATE_DIR="+state+"-refused")
+	code, out, errOut = run(t, c, fresh)
+	if code != 0 || !strings.Contains(out, "enrollment refused (HTTP 404)") || !strings.Contains(out, "using the bundle") || !strings.Contains(out, "allowed: HTTP 200: ") {
+		t.Fatalf("a refused enrollment: exit %d, want the bundle used\n%s%s", code, out, errOut)
+	}
+}
+
+// buildClients compiles what needs compiling, into work.
+func buildClients(t *testing.T, work string) []client {
+	t.Helper()
+	goBin := filepath.Join(work, "goclient")
+	mustRun(t, "go", "build", "-o", goBin, "./go")
+	javaOut := filepath.Join(work, "java")
+	mustRun(t, lookPath(t, "javac", "default-jdk-headless"), "-d", javaOut, "java/MccClient.java")
+	// Kotlin/JVM with OkHttp, as Debian packages them (kotlin 1.3,
+	// libokhttp-java 3.13): MccTls.kt is the code an Android app shares.
+	ktOut := filepath.Join(work, "kotlin")
+	jars := []string{debianJar(t, "okhttp.jar", "libokhttp-java"), debianJar(t, "okio.jar", "libokio-java")}
+	mustRun(t, lookPath(t, "kotlinc", "kotlin"), "-nowarn", "-cp", strings.Join(jars, ":"), "-d", ktOut, "kotlin/MccTls.kt", "kotlin/Main.kt")
+	ktClasspath := strings.Join(append([]string{ktOut, debianJar(t, "kotlin-stdlib.jar", "kotlin")}, jars...), ":")
+	return []client{
+		{name: "go", argv: []string{goBin}, enrolls: true},
+		{name: "kotlin", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", ktClasspath, "mcc.example.MainKt"}},
+		{name: "python", argv: []string{debianPython(t), "python/client.py"}, enrolls: true},
+		{name: "node", argv: []string{lookPath(t, "node", "nodejs"), "node/client.mjs"}},
+		{name: "java", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", javaOut, "MccClient"}},
+	}
+}
+
+// debianPython is Debian's python3 with python3-cryptography: the one
+// scripts/test.sh installs, whatever python3 comes first on PATH.
+func debianPython(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import cryptography").CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import cryptography (apt-get install -y python3-cryptography): %v %s", py, err, out)
+	}
+	return py
+}
+
+// debianJar is a jar of a Debian Java package.
+func debianJar(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p := filepath.Join("/usr/share/java", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not found (apt-get install -y %s): %v", p, pkg, err)
+	}
+	return p
+}
+
+func lookPath(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found (apt-get install -y %s): %v", name, pkg, err)
+	}
+	return p
+}
+
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// run runs a client with only env (and PATH, HOME) in its environment.
+func run(t *testing.T, c client, env []string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("running the %s client: %v", c.name, err)
+	}
+	return code, o.String(), e.String()
+}
+
+// waitForEvent finds the event with this externalID in the quickstart's
+// events file (the file sink writes asynchronously).
+func waitForEvent(t *testing.T, gw gateway, externalID string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, err := os.Open(filepath.Join(gw.dir, quickstart.EventsFile))
+		if err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+			for sc.Scan() {
+				var ev map[string]any
+				if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["externalID"] == externalID {
+					f.Close()
+					return ev
+				}
+			}
+			f.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event with externalID %s in %s", externalID, quickstart.EventsFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startQuickstart runs the quickstart in this process until the test ends.
+func startQuickstart(t *testing.T, dir string) gateway {
+	t.Helper()
+	home := t.TempDir() // keep in-process Caddy away from the user's directories
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_DATA_HOME", filepath.Join(home, "data"))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := quickstart.Run(ctx, quickstart.Options{Dir: dir, Listen: "127.0.0.1:" + port, Mode: "defense", Out: pw})
+		pw.CloseWithError(errors.Join(err, io.EOF))
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stopping the quickstart: %v", err)
+		}
+	})
+	// Read its instructions up to the last line, then drain the rest.
+	ready := make(chan []string, 1)
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), "Press Ctrl-C to stop.") {
+				ready <- lines
+				_, _ = io.Copy(io.Discard, pr)
+				return
+			}
+		}
+		ready <- append(lines, "(the output ended)")
+	}()
+	select {
+	case lines := <-ready:
+		if !strings.Contains(lines[len(lines)-1], "Press Ctrl-C") {
+			t.Fatalf("the quickstart stopped before it was ready:\n%s", strings.Join(lines, "\n"))
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the quickstart was not ready within 2 minutes")
+	}
+	p, _ := strconv.Atoi(port)
+	return gateway{dir: dir, url: "https://localhost:" + port + "/", enrollURL: "https://localhost:" + strconv.Itoa(p+1)}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

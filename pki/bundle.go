@@ -36,6 +36,11 @@ const (
 	// 128-bit+ password, so keep it as secret as the modern one and prefer
 	// the modern bundle wherever the importer accepts it.
 	FormatLegacyDES BundleFormat = "pkcs12-legacy-3des"
+	// FormatLegacyEnveloped is the legacy bundle inside an AES-256-GCM
+	// envelope (envelope.go): what iOS and older Android apps ship, so the
+	// file in the app package is AES-256 at rest while the platform
+	// importer gets the 3DES PKCS#12 it takes. DecodeBundle opens both.
+	FormatLegacyEnveloped BundleFormat = "pkcs12-legacy-3des-aes256gcm"
 )
 
 // passwordBytes is the bundle password's entropy: 32 random bytes, written
@@ -70,6 +75,35 @@ var bundleProfiles = map[BundleFormat]struct {
 		Format: FormatLegacyDES, Cipher: "3DES-CBC (pbeWithSHA1And3-KeyTripleDES-CBC)", KDF: "PKCS12-KDF", PRF: "sha1",
 		Iterations: legacyIterations, MAC: "sha1", MACIterations: legacyIterations,
 	}},
+	// The parameters are the envelope's, the layer that protects the file
+	// at rest; the PKCS#12 inside is FormatLegacyDES.
+	FormatLegacyEnveloped: {pkcs12.LegacyDES.WithIterations(legacyIterations), BundleParams{
+		Format: FormatLegacyEnveloped, Cipher: "AES-256-GCM", KDF: "PBKDF2", PRF: "hmacWithSHA256",
+		Iterations: envelopeIterations, MAC: "gcm", MACIterations: envelopeIterations,
+	}},
+}
+
+// platformFormats are the bundle an app of each platform ships: the
+// modern one where the importer takes AES-256 PKCS#12, the legacy one in
+// an AES-256 envelope where it does not (iOS SecPKCS12Import, Android 13
+// and older; examples/clients/README.md has the measured and reported
+// matrix).
+var platformFormats = map[string]BundleFormat{
+	"modern":  FormatModern2023,
+	"android": FormatLegacyEnveloped,
+	"ios":     FormatLegacyEnveloped,
+}
+
+// PlatformProfiles lists the names PlatformFormat takes.
+func PlatformProfiles() []string { return []string{"modern", "android", "ios"} }
+
+// PlatformFormat is the bundle format of a platform profile.
+func PlatformFormat(profile string) (BundleFormat, error) {
+	f, ok := platformFormats[profile]
+	if !ok {
+		return "", fmt.Errorf("unknown bundle profile %q (want modern, android or ios)", profile)
+	}
+	return f, nil
 }
 
 // Bundle is an encoded PKCS#12 file and its password. Both are secret.
@@ -106,6 +140,11 @@ func EncodeBundle(iss *Issued, format BundleFormat) (*Bundle, error) {
 	}
 	if data, err = addKeyFriendlyName(data, pw, FriendlyName(iss)); err != nil {
 		return nil, fmt.Errorf("encoding %s bundle: %w", format, err)
+	}
+	if format == FormatLegacyEnveloped {
+		if data, err = SealEnvelope(data, pw); err != nil {
+			return nil, err
+		}
 	}
 	return &Bundle{Params: prof.params, Data: data, Password: pw, SHA256: Fingerprint(data)}, nil
 }
@@ -171,7 +210,13 @@ func ReadPasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
-// DecodeBundle opens a PKCS#12 file (any format go-pkcs12 reads).
+// DecodeBundle opens a PKCS#12 file (any format go-pkcs12 reads), or one
+// in a bundle envelope.
 func DecodeBundle(data []byte, password string) (key any, leaf *x509.Certificate, chain []*x509.Certificate, err error) {
+	if IsEnvelope(data) {
+		if data, err = OpenEnvelope(data, password); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	return pkcs12.DecodeChain(data, password)
 }

@@ -41,6 +41,10 @@ type InstallRequest struct {
 	InstallID string        // certid.CheckInstallID
 	ValidFor  time.Duration // DefaultInstallValidity when zero, at most MaxInstallValidity
 	Now       time.Time     // issuance time; the CA's clock when zero
+	// NotAfterMax, when set, is the latest end the certificate may have:
+	// the end of the build certificate the install enrolled with, so
+	// installs cannot outlive their build.
+	NotAfterMax time.Time
 }
 
 // InstallCert is a newly issued install certificate. The private key stays
@@ -97,6 +101,12 @@ func (ca *CA) IssueInstall(req InstallRequest) (*InstallCert, error) {
 	notAfter := now.Add(validFor)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
+	}
+	if !req.NotAfterMax.IsZero() && notAfter.After(req.NotAfterMax) {
+		if !now.Before(req.NotAfterMax) {
+			return nil, fmt.Errorf("the build certificate ended at %s", req.NotAfterMax.UTC().Format(time.RFC3339))
+		}
+		notAfter = req.NotAfterMax
 	}
 	cert, err := ca.signClientLeaf(clientLeaf{
 		what: "install certificate", pub: pub,

@@ -11,9 +11,12 @@ import (
 // and audit log entry.
 type IssueFilesOptions struct {
 	Request IssueRequest
-	// Out is the Modern2023 bundle path; its password goes to
+	// Out is the bundle path, in Format; its password goes to
 	// PasswordPath(Out). Both 0600.
 	Out string
+	// Format is Out's bundle format: FormatModern2023 when empty, or
+	// PlatformFormat's choice for an app platform.
+	Format BundleFormat
 	// LegacyOut, when set, also writes a LegacyDES (3DES) bundle for old
 	// iOS and Android importers, with its own password file.
 	LegacyOut string
@@ -99,7 +102,11 @@ func (ca *CA) IssueFiles(o IssueFilesOptions) (*IssueFilesResult, error) {
 			return nil, err
 		}
 	}
-	modern, err := EncodeBundle(iss, FormatModern2023)
+	format := o.Format
+	if format == "" {
+		format = FormatModern2023
+	}
+	modern, err := EncodeBundle(iss, format)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +140,7 @@ func (ca *CA) IssueFiles(o IssueFilesOptions) (*IssueFilesResult, error) {
 		return nil, err
 	}
 	res.Files = append(res.Files,
-		WrittenFile{o.Out, "PKCS#12 bundle (AES-256-CBC, PBKDF2-HMAC-SHA256)", true},
+		WrittenFile{o.Out, formatDescription(format), true},
 		WrittenFile{PasswordPath(o.Out), "bundle password", true})
 	if legacy != nil {
 		if err := legacy.Write(o.LegacyOut); err != nil {
@@ -162,4 +169,15 @@ func (ca *CA) IssueFiles(o IssueFilesOptions) (*IssueFilesResult, error) {
 	}
 	ok = true
 	return res, nil
+}
+
+// formatDescription is how the CLI lists a bundle file it wrote.
+func formatDescription(f BundleFormat) string {
+	switch f {
+	case FormatLegacyEnveloped:
+		return "3DES PKCS#12 bundle in an AES-256-GCM envelope (for iOS and older Android apps)"
+	case FormatLegacyDES:
+		return "legacy PKCS#12 bundle (3DES, for old iOS/Android importers)"
+	}
+	return "PKCS#12 bundle (AES-256-CBC, PBKDF2-HMAC-SHA256)"
 }

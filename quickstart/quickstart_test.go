@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/internal/testport"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/server/client"
 	"github.com/mccgate/mcc/threat"
@@ -466,17 +467,9 @@ func assertPortFree(t *testing.T, addr string) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
+// freePort returns a loopback port that was free a moment ago, and whose
+// next port was too: the quickstart's demo enrollment listener takes it.
+func freePort(t *testing.T) string { return testport.Pair(t) }
 
 // isolateCaddyDirs keeps in-process Caddy away from the user's config and
 // data directories.

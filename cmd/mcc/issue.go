@@ -26,6 +26,7 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sdk := fs.String("sdk-version", "", "SDK version of the build")
 	validFor := fs.String("valid-for", "365d", "certificate validity")
 	out := fs.String("out", "", "PKCS#12 bundle to write (AES-256-CBC, PBKDF2-HMAC-SHA256); password goes to FILE.password (0600)")
+	profile := fs.String("profile", "modern", "the app platform the bundle is for: modern (AES-256 PKCS#12), android or ios (a 3DES PKCS#12, which their importers take, in an AES-256-GCM envelope the app opens)")
 	legacyOut := fs.String("legacy-out", "", "also write a legacy 3DES PKCS#12 bundle for old iOS/Android importers (own password file)")
 	recordPath := fs.String("record", "", "certified-secure record to write (default <out>.certified.json)")
 	setFile := fs.String("fusion-set-file", "", "fusion set file: record the set's protections and refuse a certificate the set would reject")
@@ -56,6 +57,13 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := certid.CheckAppID(*appID); err != nil {
 		return usageError(fs, "--app-id: %v", err)
 	}
+	format, err := pki.PlatformFormat(*profile)
+	if err != nil {
+		return usageError(fs, "--profile: %v", err)
+	}
+	if format != pki.FormatModern2023 && *legacyOut != "" {
+		return usageError(fs, "--legacy-out writes a bare 3DES bundle; with --profile %s the bundle is already the 3DES one, in an envelope", *profile)
+	}
 	d, err := parsePositiveDuration(fs, "valid-for", *validFor)
 	if err != nil {
 		return err
@@ -75,7 +83,7 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if remote.on() {
 		return runIssueRemote(ctx, &remote, remoteIssue{
 			set: *setID, app: *appID, build: build, dateGiven: *buildDate != "", validFor: ifSet(fs, "valid-for", d),
-			out: *out, legacyOut: *legacyOut, recordPath: *recordPath, idempotencyKey: *idemKey,
+			out: *out, legacyOut: *legacyOut, recordPath: *recordPath, idempotencyKey: *idemKey, profile: *profile,
 		}, stdout)
 	}
 
@@ -86,6 +94,7 @@ func runIssue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts := pki.IssueFilesOptions{
 		Request:    pki.IssueRequest{FusionSet: *setID, AppID: *appID, Build: build, ValidFor: d},
 		Out:        *out,
+		Format:     format,
 		LegacyOut:  *legacyOut,
 		RecordPath: *recordPath,
 	}

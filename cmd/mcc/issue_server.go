@@ -27,6 +27,7 @@ type remoteIssue struct {
 	validFor                   time.Duration // 0: the server's default
 	out, legacyOut, recordPath string
 	idempotencyKey             string
+	profile                    string // --profile: modern, android or ios
 }
 
 // ifSet is d when the flag was given on the command line, else 0.
@@ -44,7 +45,10 @@ func runIssueRemote(ctx context.Context, remote *remoteFlags, ri remoteIssue, st
 		ri.recordPath = pki.RecordPathFor(ri.out)
 	}
 	outputs := []string{ri.out, pki.PasswordPath(ri.out), ri.recordPath}
-	profile := client.ProfileModern
+	profile := ri.profile // the server takes the platform names too
+	if profile == "" {
+		profile = client.ProfileModern
+	}
 	if ri.legacyOut != "" {
 		outputs = append(outputs, ri.legacyOut, pki.PasswordPath(ri.legacyOut))
 		profile = client.ProfileBoth

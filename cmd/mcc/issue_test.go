@@ -177,6 +177,8 @@ func TestIssueBadInput(t *testing.T) {
 		{issueArgs(caDir, out, "--fusion-set", "Bad Set"), 2, "fusion set id"},
 		{issueArgs(caDir, out, "--valid-for", "10000d"), 1, "after the CA expires"},
 		{issueArgs(caDir, out, "--fusion-set-file", filepath.Join(caDir, "nope.yaml")), 1, "loading fusion set file"},
+		{issueArgs(caDir, out, "--profile", "windows"), 2, "--profile: unknown bundle profile"},
+		{issueArgs(caDir, out, "--profile", "ios", "--legacy-out", out+".legacy"), 2, "--legacy-out writes a bare 3DES bundle"},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			code, _, stderr := runCLI(t, tc.args...)
@@ -249,5 +251,27 @@ func TestIssueIDsMatchFusionRules(t *testing.T) {
 				wantOneLineError(t, code, stderr, 2, "invalid")
 			}
 		})
+	}
+}
+
+// TestIssueProfileIOS: --profile ios writes the 3DES bundle in an AES-256
+// envelope, the record names it, and `mcc certify verify` opens it.
+func TestIssueProfileIOS(t *testing.T) {
+	caDir := newCADir(t)
+	out := filepath.Join(t.TempDir(), "app.p12e")
+	code, stdout, stderr := runCLI(t, issueArgs(caDir, out, "--profile", "ios")...)
+	if code != 0 || !strings.Contains(stdout, "AES-256-GCM envelope") {
+		t.Fatalf("issue --profile ios: exit %d\n%s%s", code, stdout, stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pki.IsEnvelope(data) {
+		t.Fatalf("%s is not an envelope: %q", out, data[:8])
+	}
+	code, stdout, stderr = runCLI(t, "certify", "verify", pki.RecordPathFor(out), "--ca", caDir, "--bundle", out, "--password-file", pki.PasswordPath(out))
+	if code != 0 {
+		t.Fatalf("certify verify of the enveloped bundle: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/internal/testport"
+	"github.com/mccgate/mcc/pki"
+	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/quickstart"
 )
 
@@ -53,6 +55,7 @@ func TestClients(t *testing.T) {
 	work := t.TempDir()
 	clients := buildClients(t, work)
 	gw := startQuickstart(t, filepath.Join(work, "qs"))
+	enveloped := issueEnveloped(t, gw, work)
 
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
@@ -75,6 +78,13 @@ func TestClients(t *testing.T) {
 				t.Errorf("the event of the block: reason %v, deviceID %v; want NO_CLIENT_CERT and %s (the client's device header)", ev["reasonCode"], ev["deviceID"], device)
 			}
 
+			// The bundle an iOS or older Android app ships: 3DES PKCS#12 in
+			// an AES-256-GCM envelope the client opens.
+			code, out, errOut = run(t, c, append(env, "MCC_BUNDLE="+enveloped, "MCC_BUNDLE_PASSWORD_FILE="+pki.PasswordPath(enveloped)))
+			if code != 0 || !strings.HasPrefix(out, "allowed: HTTP 200: ") {
+				t.Fatalf("with the enveloped bundle: exit %d\n%s%s", code, out, errOut)
+			}
+
 			wrong := filepath.Join(work, c.name+"-wrong.password")
 			if err := os.WriteFile(wrong, []byte("not the password\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -82,6 +92,11 @@ func TestClients(t *testing.T) {
 			code, out, errOut = run(t, c, append(env, "MCC_BUNDLE="+filepath.Join(gw.dir, "app.p12"), "MCC_BUNDLE_PASSWORD_FILE="+wrong))
 			if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: ") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 				t.Errorf("a wrong password: exit %d, want 1 and one error line\nstdout: %s\nstderr: %s", code, out, errOut)
+			}
+
+			code, out, errOut = run(t, c, append(env, "MCC_BUNDLE="+enveloped, "MCC_BUNDLE_PASSWORD_FILE="+wrong))
+			if code != 1 || out != "" || !strings.Contains(errOut, "envelope does not open") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("a wrong password for the envelope: exit %d, want 1 and one line naming the envelope\nstdout: %s\nstderr: %s", code, out, errOut)
 			}
 
 			if c.enrolls {
@@ -99,14 +114,21 @@ func testEnrollment(t *testing.T, c client, gw gateway, env []string, state stri
 	if code != 0 || !strings.Contains(out, "enrolled: install ") || !strings.Contains(out, "allowed: HTTP 200: ") {
 		t.Fatalf("enrolling: exit %d\n%s%s", code, out, errOut)
 	}
-	if fi, err := os.Stat(filepath.Join(state, "install.key")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("the install key: %v %v, want a 0600 file", fi, err)
+	answer := filepath.Join(state, "install.json")
+	if fi, err := os.Stat(answer); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the install state: %v %v, want a 0600 file", fi, err)
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the state directory: %v %v, want 0700", fi, err)
 	}
 	var kept struct {
-		Serial, Certificate, RenewAfter string
+		Key    string
+		Answer struct{ Serial, Certificate, RenewAfter string }
 	}
-	answer := filepath.Join(state, "install.json")
 	readJSON(t, answer, &kept)
+	if kept.Key == "" || kept.Answer.Serial == "" {
+		t.Fatalf("the install state holds no key or certificate: %+v", kept.Answer)
+	}
 
 	// The next start reuses the kept certificate.
 	code, out, errOut = run(t, c, env)
@@ -115,14 +137,25 @@ func testEnrollment(t *testing.T, c client, gw gateway, env []string, state stri
 	}
 
 	// A device clock ahead of the server's: renewAfter passed here, not
-	// there. The server refuses as too early; the certificate is kept.
+	// there. The server refuses as too early; the certificate is kept, and
+	// so is the key made for the renewal (a retry sends the same key).
 	var doc map[string]any
 	readJSON(t, answer, &doc)
-	doc["renewAfter"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	doc["answer"].(map[string]any)["renewAfter"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	writeJSON(t, answer, doc)
-	code, out, errOut = run(t, c, env)
-	if code != 0 || !strings.Contains(out, "renewal: too early") || !strings.Contains(out, "keeping serial "+kept.Serial) || !strings.Contains(out, "allowed: HTTP 200: ") {
-		t.Fatalf("renewing too early: exit %d, want the certificate kept\n%s%s", code, out, errOut)
+	var pending []string
+	for range 2 {
+		code, out, errOut = run(t, c, env)
+		if code != 0 || !strings.Contains(out, "renewal: too early") || !strings.Contains(out, "keeping serial "+kept.Answer.Serial) || !strings.Contains(out, "allowed: HTTP 200: ") {
+			t.Fatalf("renewing too early: exit %d, want the certificate kept\n%s%s", code, out, errOut)
+		}
+		var st struct{ PendingKey any }
+		readJSON(t, answer, &st)
+		b, _ := json.Marshal(st.PendingKey)
+		pending = append(pending, string(b))
+	}
+	if pending[0] == "null" || pending[0] != pending[1] {
+		t.Errorf("the renewal key: %s then %s, want one key kept for the retry", pending[0], pending[1])
 	}
 
 	// Enrollment refused (no such fusion set at the server): the bundle.
@@ -131,6 +164,29 @@ func testEnrollment(t *testing.T, c client, gw gateway, env []string, state stri
 	if code != 0 || !strings.Contains(out, "enrollment refused (HTTP 404)") || !strings.Contains(out, "using the bundle") || !strings.Contains(out, "allowed: HTTP 200: ") {
 		t.Fatalf("a refused enrollment: exit %d, want the bundle used\n%s%s", code, out, errOut)
 	}
+}
+
+// issueEnveloped issues a bundle of the quickstart's app with its demo CA
+// in the ios profile (pki.FormatLegacyEnveloped), as `mcc issue --profile
+// ios` does.
+func issueEnveloped(t *testing.T, gw gateway, work string) string {
+	t.Helper()
+	ca, err := pki.LoadCA(filepath.Join(gw.dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(work, "ios.p12e")
+	format, err := pki.PlatformFormat("ios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.IssueFiles(pki.IssueFilesOptions{
+		Request: pki.IssueRequest{FusionSet: quickstart.SetID, AppID: quickstart.AppID, Build: certid.BuildInfo{ID: "ios-1", Date: time.Now()}, ValidFor: 24 * time.Hour},
+		Out:     out, Format: format,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // buildClients compiles what needs compiling, into work.
@@ -245,12 +301,7 @@ func startQuickstart(t *testing.T, dir string) gateway {
 	t.Setenv("HOME", home)
 	t.Setenv("XDG_DATA_HOME", filepath.Join(home, "data"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	port := testport.Pair(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()

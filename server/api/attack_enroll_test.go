@@ -535,3 +535,27 @@ func TestAttackDeviceValuesInvisibleText(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackInstallsDoNotOutliveTheirBuild: an install certificate never
+// ends after the build certificate it enrolled with, whatever the set's
+// install lifetime, so a build's expiry retires its installs too.
+func TestAttackInstallsDoNotOutliveTheirBuild(t *testing.T) {
+	e := startEnroll(t, enrollDoc) // installs live 2 h
+	b := e.issue(t, "build-short", map[string]any{"validFor": "3h"})
+	bc := buildTLS(t, b.Bundle)
+	d := newDevice(t, "short-lived")
+	d.take(t, e.send(t, contractReq{method: "POST", path: enrollPath, cert: bc, body: d.enrollBody("x"), want: 201}))
+	buildEnd := bc.Leaf.NotAfter
+	e.clock.Add(70 * time.Minute) // past halfway of the install certificate, 1 h 50 min before the build ends
+	code, data := attackPost(t, e, d.cert, attackRenewPath, `{}`)
+	if code != http.StatusCreated {
+		t.Fatalf("renewing: %d %s", code, data)
+	}
+	d.take(t, contractResp{status: code, body: data})
+	if got := d.cert.Leaf.NotAfter; got.After(buildEnd) {
+		t.Fatalf("the renewed install certificate ends %s, after its build certificate (%s)", got, buildEnd)
+	}
+	if !d.cert.Leaf.NotAfter.Equal(buildEnd) {
+		t.Errorf("the renewed install certificate ends %s, want the build's end %s (a 2 h lifetime would pass it)", d.cert.Leaf.NotAfter, buildEnd)
+	}
+}

@@ -28,12 +28,16 @@ func (a *API) routesBuilds() {
 }
 
 // Bundle profiles: which PKCS#12 bundles a build gets. Modern (AES-256,
-// PBKDF2) is what every current importer takes; legacy (3DES) only exists
-// for old iOS and Android importers; both gives the two.
+// PBKDF2) is what every current importer takes; android and ios get the
+// 3DES bundle their importers take inside an AES-256-GCM envelope
+// (pki.PlatformFormat); legacy (a bare 3DES bundle) and both (modern and
+// legacy) are for importers that cannot open the envelope.
 var bundleProfiles = map[string][]pki.BundleFormat{
-	"modern": {pki.FormatModern2023},
-	"legacy": {pki.FormatLegacyDES},
-	"both":   {pki.FormatModern2023, pki.FormatLegacyDES},
+	"modern":  {pki.FormatModern2023},
+	"android": {pki.FormatLegacyEnveloped},
+	"ios":     {pki.FormatLegacyEnveloped},
+	"legacy":  {pki.FormatLegacyDES},
+	"both":    {pki.FormatModern2023, pki.FormatLegacyDES},
 }
 
 // buildRequest is the body of POST /v1/fusion-sets/{set}/builds.
@@ -44,7 +48,7 @@ type buildRequest struct {
 	BuildUser  string `json:"buildUser,omitempty"`
 	BuildHost  string `json:"buildHost,omitempty"`
 	SDKVersion string `json:"sdkVersion,omitempty"`
-	Profile    string `json:"profile,omitempty"`  // modern (default), legacy, both
+	Profile    string `json:"profile,omitempty"`  // modern (default), android, ios, legacy, both
 	ValidFor   string `json:"validFor,omitempty"` // Go duration; pki.DefaultLeafValidity when empty
 }
 
@@ -134,7 +138,7 @@ func (a *API) checkBuild(req buildRequest, set string) (pki.IssueRequest, []pki.
 	}
 	formats, ok := bundleProfiles[req.Profile]
 	if !ok {
-		bad("profile", "must be modern, legacy or both")
+		bad("profile", "must be modern, android, ios, legacy or both")
 	}
 	validFor := pki.DefaultLeafValidity
 	if req.ValidFor != "" {
@@ -253,8 +257,11 @@ func bundleFileName(req pki.IssueRequest, f pki.BundleFormat) string {
 		}
 		return '_'
 	}, name)
-	if f == pki.FormatLegacyDES {
+	switch f {
+	case pki.FormatLegacyDES:
 		name += "-legacy"
+	case pki.FormatLegacyEnveloped:
+		return name + ".p12e" // not a PKCS#12 file until the app opens it
 	}
 	return name + ".p12"
 }

@@ -109,7 +109,21 @@ func TestBuildsProfiles(t *testing.T) {
 		both.LegacyBundle.Password == both.Bundle.Password {
 		t.Fatalf("both profile: %+v", both.LegacyBundle)
 	}
-	for _, b := range []*issuedBundle{&legacy.Bundle, &both.Bundle, both.LegacyBundle} {
+	// The platform profiles: the 3DES bundle in an AES-256-GCM envelope,
+	// named as such in the record, opened by DecodeBundle.
+	ios := e.issue(t, "b-ios", map[string]any{"profile": "ios"})
+	android := e.issue(t, "b-android", map[string]any{"profile": "android"})
+	for _, p := range []issuedBuild{ios, android} {
+		var rec pki.Record
+		if err := json.Unmarshal(p.Record, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if p.Bundle.Format != string(pki.FormatLegacyEnveloped) || !pki.IsEnvelope(p.Bundle.Data) || p.LegacyBundle != nil ||
+			rec.Bundle.Cipher != "AES-256-GCM" || !strings.HasSuffix(rec.Bundle.File, ".p12e") {
+			t.Fatalf("platform profile: format %s, record %+v", p.Bundle.Format, rec.Bundle)
+		}
+	}
+	for _, b := range []*issuedBundle{&legacy.Bundle, &both.Bundle, both.LegacyBundle, &ios.Bundle, &android.Bundle} {
 		if _, leaf, _, err := pki.DecodeBundle(b.Data, b.Password); err != nil || leaf == nil {
 			t.Fatalf("%s bundle does not open: %v", b.Format, err)
 		}

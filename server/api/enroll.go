@@ -127,6 +127,9 @@ type presented struct {
 	ip    string            // the client's address as connected
 	addr  string            // ip by the set's scoring prefixes
 	req   *fusion.Request   // the request as the engine saw it (report)
+	// buildNotAfter is when the build certificate behind the presented
+	// one ends: install certificates never outlive it.
+	buildNotAfter time.Time
 }
 
 // checkPresented runs the set's rules on the client certificate for
@@ -181,6 +184,7 @@ func (a *API) checkPresented(ctx context.Context, r *http.Request, requestID, se
 	if !p.rec.RevokedAt.IsZero() {
 		return nil, a.refuseRevoked(ctx, p, serial)
 	}
+	p.buildNotAfter = p.leaf.NotAfter
 	if p.rec.Kind == store.KindInstall {
 		b, err := a.DB.Certificate(ctx, p.rec.BuildSerial)
 		if err != nil {
@@ -189,6 +193,13 @@ func (a *API) checkPresented(ctx context.Context, r *http.Request, requestID, se
 		if !b.RevokedAt.IsZero() {
 			return nil, a.refuseRevoked(ctx, p, b.Serial)
 		}
+		// An expired build is retired: its installs stop renewing.
+		if !a.Now().Before(b.NotAfter) {
+			detail := "the build certificate " + b.Serial + " this install enrolled with expired at " + b.NotAfter.UTC().Format(time.RFC3339)
+			a.report(ctx, p, threat.ReasonCertExpired, map[string]any{"error": detail, "serial": b.Serial})
+			return nil, refused(threat.ReasonCertExpired, detail)
+		}
+		p.buildNotAfter = b.NotAfter
 	}
 	return p, nil
 }
@@ -341,7 +352,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, _ *auth.Caller) err
 		return err
 	}
 	iss, err := ca.IssueInstall(pki.InstallRequest{ParsedCSR: csr, FusionSet: set, AppID: p.set.appID,
-		Build: p.build, InstallID: req.InstallID, ValidFor: pol.Lifetime, Now: now})
+		Build: p.build, InstallID: req.InstallID, ValidFor: pol.Lifetime, Now: now, NotAfterMax: p.buildNotAfter})
 	if err != nil {
 		return invalidField("csr", err.Error())
 	}
@@ -363,6 +374,9 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, _ *auth.Caller) err
 		}
 		return a.insertInstall(ctx, tx, p, iss, req.InstallID, "", now)
 	})
+	if rm := (*revokedMeanwhile)(nil); errors.As(err, &rm) {
+		return a.refuseRevoked(ctx, p, rm.serial)
+	}
 	if err != nil {
 		return err
 	}
@@ -407,7 +421,7 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request, _ *auth.Caller) erro
 			retryAfter: strconv.Itoa(int((wait + time.Second - 1) / time.Second))}
 	}
 	in := pki.InstallRequest{FusionSet: set, AppID: p.set.appID, InstallID: p.build.InstallID,
-		ValidFor: p.set.set.Installs.Lifetime, Now: a.Now().UTC()}
+		ValidFor: p.set.set.Installs.Lifetime, Now: a.Now().UTC(), NotAfterMax: p.buildNotAfter}
 	in.Build = p.build
 	in.Build.Kind, in.Build.InstallID = certid.KindBuild, ""
 	if csr != nil {
@@ -430,6 +444,9 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request, _ *auth.Caller) erro
 	})
 	if errors.Is(err, store.ErrRenewed) {
 		return a.renewedAlready(ctx, w, p, ca, in)
+	}
+	if rm := (*revokedMeanwhile)(nil); errors.As(err, &rm) {
+		return a.refuseRevoked(ctx, p, rm.serial)
 	}
 	if err != nil {
 		return err
@@ -528,8 +545,19 @@ func (a *API) insertInstall(ctx context.Context, tx *store.Tx, p *presented, iss
 	if p.rec.Kind == store.KindInstall {
 		buildSerial = p.rec.BuildSerial
 	}
+	// Read again in the transaction: a revocation that committed after
+	// checkPresented read the rows must not be outrun by this issuance.
+	now2, err := tx.CertificatesBySerial(ctx, []string{p.rec.Serial, buildSerial})
+	if err != nil {
+		return err
+	}
+	for _, c := range now2 {
+		if !c.RevokedAt.IsZero() {
+			return &revokedMeanwhile{serial: c.Serial}
+		}
+	}
 	sum := sha256.Sum256(iss.DER)
-	err := tx.InsertCertificate(ctx, store.Certificate{
+	err = tx.InsertCertificate(ctx, store.Certificate{
 		Serial: serial, SHA256: hex.EncodeToString(sum[:]), FusionSet: p.rec.FusionSet, AppID: p.set.appID,
 		BuildID: iss.Build.ID, Kind: store.KindInstall, Profile: store.ProfileDevice, NotBefore: iss.Cert.NotBefore,
 		NotAfter: iss.Cert.NotAfter, IssuedAt: now, IssuedBy: "install:" + installID, CertPEM: string(iss.PEM),
@@ -540,6 +568,14 @@ func (a *API) insertInstall(ctx context.Context, tx *store.Tx, p *presented, iss
 	}
 	return tx.InsertEnrollment(ctx, store.Enrollment{Serial: serial, FusionSet: p.rec.FusionSet, BuildSerial: buildSerial,
 		Address: p.addr, InstallID: installID, Renews: renews, Time: now})
+}
+
+// revokedMeanwhile is a presented certificate (or its build) revoked
+// between checkPresented and the issuing transaction.
+type revokedMeanwhile struct{ serial string }
+
+func (e *revokedMeanwhile) Error() string {
+	return "certificate " + e.serial + " was revoked meanwhile"
 }
 
 // enrollLimit is an enrollment limit that was reached.

@@ -38,7 +38,9 @@ type BuildRequest struct {
 	BuildUser  string     `json:"buildUser,omitempty"`
 	BuildHost  string     `json:"buildHost,omitempty"`
 	SDKVersion string     `json:"sdkVersion,omitempty"`
-	// Profile is "modern" (default), "legacy" or "both".
+	// Profile is "modern" (default), "android" or "ios" (the 3DES bundle
+	// in an AES-256-GCM envelope), "legacy" (a bare 3DES bundle) or "both"
+	// (modern and legacy).
 	Profile  string `json:"profile,omitempty"`
 	ValidFor string `json:"validFor,omitempty"`
 }

@@ -104,6 +104,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	evs := sampleEvents(e.clock.Now(), 24)
 	e.deliver(t, evs)
+	seedBuilds(t, e)
 
 	ctx := startBrowser(t)
 	// Collect console messages from the first page on.
@@ -215,6 +216,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	for _, v := range []struct{ name, path string }{
 		{"overview", "/console/overview?range=1h"},
 		{"offenders", "/console/offenders?range=1h"},
+		{"builds", "/console/builds?fusionSet=shop-prod"},
 		{"events", "/console/events?range=1h&externalId=req-live-1"},
 	} {
 		run(chromedp.Navigate(ts.URL + v.path))

@@ -108,6 +108,7 @@ func (c *Console) routes() {
 	c.mux.Handle("GET "+Prefix+"/overview", c.page(c.overview))
 	c.mux.Handle("GET "+Prefix+"/offenders", c.page(c.offenders))
 	c.mux.Handle("GET "+Prefix+"/events", c.page(c.events))
+	c.mux.Handle("GET "+Prefix+"/builds", c.page(c.builds))
 	c.mux.Handle("GET "+Prefix+"/export", c.data(c.export))
 	c.mux.Handle("GET "+Prefix+"/stream", c.data(c.stream))
 	c.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {

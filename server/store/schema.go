@@ -196,6 +196,7 @@ CREATE TABLE console_sessions (
 	expires_ns BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_expires ON console_sessions (expires_ns);
+CREATE INDEX certificates_set_builds ON certificates (fusion_set, issued_ns, serial) WHERE kind = 'build';
 `
 
 // migrationLock serializes migrations of several PostgreSQL instances

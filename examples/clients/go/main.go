@@ -11,9 +11,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -100,13 +104,51 @@ func loadBundle(path, passwordFile string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the bundle password: %w", err)
 	}
+	password := strings.TrimRight(string(pw), "\r\n")
+	if bytes.HasPrefix(data, []byte(envelopeMagic)) {
+		if data, err = openEnvelope(data, password); err != nil {
+			return nil, err
+		}
+	}
 	// The bundle's other certificate is the client CA, which the gateway
 	// has already: only the leaf is sent.
-	key, leaf, _, err := pkcs12.DecodeChain(data, strings.TrimRight(string(pw), "\r\n"))
+	key, leaf, _, err := pkcs12.DecodeChain(data, password)
 	if err != nil {
 		return nil, fmt.Errorf("opening the bundle: %w", err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// envelopeMagic starts a bundle in an AES-256-GCM envelope (mcc issue
+// --profile android|ios): magic, 16-byte salt, 12-byte nonce, then the
+// PKCS#12 file sealed with AES-256-GCM under PBKDF2-HMAC-SHA256(password,
+// salt, 10000 iterations), the magic as additional data.
+const envelopeMagic = "MCCENV01"
+
+// openEnvelope returns the PKCS#12 file inside an envelope. A real app
+// does this in memory and hands the result to the platform importer.
+func openEnvelope(data []byte, password string) ([]byte, error) {
+	const header = len(envelopeMagic) + 16 + 12
+	if len(data) < header+16 {
+		return nil, errors.New("opening the bundle: the envelope is cut short")
+	}
+	key, err := pbkdf2.Key(sha256.New, password, data[len(envelopeMagic):len(envelopeMagic)+16], 10000, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	p12, err := gcm.Open(nil, data[len(envelopeMagic)+16:header], data[header:], []byte(envelopeMagic))
+	if err != nil {
+		return nil, errors.New("opening the bundle: the envelope does not open (wrong password or damaged file)")
+	}
+	return p12, nil
 }
 
 // serverRoots trusts the system roots, or only the given PEM file (a test
@@ -185,8 +227,9 @@ func call(apiURL string, cert *tls.Certificate, roots *x509.CertPool) (int, erro
 
 // refusal is the enrollment server's no: a problem+json answer.
 type refusal struct {
-	status int
-	detail string
+	status    int
+	detail    string
+	renewFrom string // set on a renewal that came too early
 }
 
 func (r *refusal) Error() string { return fmt.Sprintf("HTTP %d: %s", r.status, r.detail) }
@@ -200,18 +243,22 @@ type installAnswer struct {
 	RenewAfter  time.Time `json:"renewAfter"`
 }
 
-// The install state, kept in MCC_STATE_DIR as an app keeps it in its
-// private storage: the key (a real app keeps it in the Android Keystore
-// or the Secure Enclave, where it cannot be read out), the certificate,
-// and the enrollment answer for its install id and renewAfter.
-const (
-	stateKey    = "install.key"
-	stateAnswer = "install.json"
-)
+// installState is what the app keeps in its private storage
+// (MCC_STATE_DIR/install.json here, written whole and atomically): the
+// key (a real app keeps it in the Android Keystore or the Secure Enclave,
+// where it cannot be read out), the key a renewal is under way for, and
+// the server's answer.
+type installState struct {
+	Key        []byte         `json:"key"`                  // PKCS#8 DER
+	PendingKey []byte         `json:"pendingKey,omitempty"` // the next key, kept until its renewal succeeds
+	Answer     *installAnswer `json:"answer"`
+}
 
-// installCertificate returns the install certificate to call with:
-// the stored one, renewed once its renewAfter has passed, or a new
-// enrollment when there is none or the server refused the stored one.
+const stateFile = "install.json"
+
+// installCertificate returns the install certificate to call with: the
+// stored one, renewed once its renewAfter has passed, or a new enrollment
+// when there is none or the server refused the stored one.
 func installCertificate(base, set, stateDir string, bundle *tls.Certificate, roots *x509.CertPool) (*tls.Certificate, error) {
 	if set == "" {
 		return nil, errors.New("MCC_FUSION_SET is not set")
@@ -219,41 +266,72 @@ func installCertificate(base, set, stateDir string, bundle *tls.Certificate, roo
 	if stateDir == "" {
 		return nil, errors.New("MCC_STATE_DIR is not set (where the install key and certificate are kept)")
 	}
-	key, ans, err := loadState(stateDir)
+	st, err := loadState(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	if key == nil {
+	if st == nil {
 		return enroll(base, set, stateDir, bundle, roots)
 	}
-	cert, err := installCert(ans, key)
+	key, err := parseKey(st.Key)
 	if err != nil {
 		return nil, err
 	}
-	if time.Now().Before(ans.RenewAfter) {
+	cert, err := installCert(st.Answer, key)
+	if err != nil {
+		return nil, err
+	}
+	if time.Now().Before(st.Answer.RenewAfter) {
 		return cert, nil
 	}
-	// Renewal presents the install certificate; an empty body keeps the
-	// key (the TLS handshake proves the device still holds it).
-	next, err := post(base, set, "renew", cert, roots, map[string]any{})
+	// Each renewal brings a new key, made and kept before the request: a
+	// retry after a lost answer sends the same key (the server answers it
+	// again), while a copy of this state renewing on its own makes another
+	// key, which the server takes for a clone and revokes the install.
+	if st.PendingKey == nil {
+		next, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("device key: %w", err)
+		}
+		if st.PendingKey, err = x509.MarshalPKCS8PrivateKey(next); err != nil {
+			return nil, err
+		}
+		if err := saveState(stateDir, st); err != nil {
+			return nil, err
+		}
+	}
+	pending, err := parseKey(st.PendingKey)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, pending)
+	if err != nil {
+		return nil, fmt.Errorf("device CSR: %w", err)
+	}
+	next, err := post(base, set, "renew", cert, roots, map[string]any{"csr": base64.StdEncoding.EncodeToString(csr)})
 	var refused *refusal
 	switch {
-	case errors.As(err, &refused) && refused.status == http.StatusConflict && time.Now().Before(cert.Leaf.NotAfter):
+	case errors.As(err, &refused) && refused.renewFrom != "":
 		// Too early by the server's clock (this device's runs ahead):
 		// the certificate is still good, renew on a later start.
-		fmt.Printf("renewal: %s; keeping serial %s\n", refused.detail, ans.Serial)
+		fmt.Printf("renewal: too early (from %s); keeping serial %s\n", refused.renewFrom, st.Answer.Serial)
 		return cert, nil
-	case errors.As(err, &refused):
-		// Revoked, expired or refused: start over from the bundle.
+	case errors.As(err, &refused) && (refused.status == http.StatusForbidden || refused.status == http.StatusConflict):
+		// Revoked, expired, or the install was revoked as cloned: start
+		// over from the bundle.
 		fmt.Printf("renewal refused (HTTP %d): %s; enrolling again\n", refused.status, refused.detail)
 		return enroll(base, set, stateDir, bundle, roots)
+	case err != nil && time.Now().Before(cert.Leaf.NotAfter):
+		// The server is busy or unreachable: the certificate still works.
+		fmt.Printf("renewal failed (%v); keeping serial %s\n", err, st.Answer.Serial)
+		return cert, nil
 	case err != nil:
 		return nil, fmt.Errorf("renewing: %w", err)
 	}
-	if cert, err = installCert(next, key); err != nil {
+	if cert, err = installCert(next, pending); err != nil {
 		return nil, err
 	}
-	if err := saveState(stateDir, key, next); err != nil {
+	if err := saveState(stateDir, &installState{Key: st.PendingKey, Answer: next}); err != nil {
 		return nil, err
 	}
 	fmt.Printf("renewed: serial %s, renew after %s\n", next.Serial, next.RenewAfter.Format(time.RFC3339))
@@ -291,58 +369,75 @@ func enroll(base, set, stateDir string, bundle *tls.Certificate, roots *x509.Cer
 	if err != nil {
 		return nil, err
 	}
-	if err := saveState(stateDir, key, ans); err != nil {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveState(stateDir, &installState{Key: der, Answer: ans}); err != nil {
 		return nil, err
 	}
 	fmt.Printf("enrolled: install %s, serial %s, valid until %s\n", ans.InstallID, ans.Serial, ans.NotAfter.Format(time.RFC3339))
 	return cert, nil
 }
 
-// loadState reads the kept install key and answer; nil, nil when there is
-// none yet.
-func loadState(dir string) (*ecdsa.PrivateKey, *installAnswer, error) {
-	der, err := os.ReadFile(filepath.Join(dir, stateKey))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
-	}
+func parseKey(der []byte) (*ecdsa.PrivateKey, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the install key: %w", err)
+		return nil, fmt.Errorf("the kept install key: %w", err)
 	}
-	key, err := x509.ParseECPrivateKey(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the install key in %s: %w", dir, err)
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("the kept install key is not ECDSA")
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, stateAnswer))
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the install certificate: %w", err)
-	}
-	var ans installAnswer
-	if err := json.Unmarshal(raw, &ans); err != nil {
-		return nil, nil, fmt.Errorf("the install certificate in %s: %w", dir, err)
-	}
-	return key, &ans, nil
+	return key, nil
 }
 
-// saveState keeps the key (0600) and the answer for the next start.
-func saveState(dir string, key *ecdsa.PrivateKey, ans *installAnswer) error {
+// loadState reads the kept install state; nil when there is none yet.
+func loadState(dir string) (*installState, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the install state: %w", err)
+	}
+	var st installState
+	if err := json.Unmarshal(raw, &st); err != nil || st.Key == nil || st.Answer == nil {
+		return nil, fmt.Errorf("the install state in %s is damaged: %v", dir, err)
+	}
+	return &st, nil
+}
+
+// saveState writes the state whole: a temporary file (0600) renamed into
+// place, so a crash leaves the old state or the new one, never half.
+func saveState(dir string, st *installState) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	der, err := x509.MarshalECPrivateKey(key)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(ans)
+	f, err := os.CreateTemp(dir, ".install-*.json")
 	if err != nil {
-		return err
+		return fmt.Errorf("keeping the install state: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, stateKey), der, 0o600); err != nil {
-		return fmt.Errorf("keeping the install key: %w", err)
+	defer os.Remove(f.Name()) // after the rename: nothing to remove
+	if _, err := f.Write(raw); err != nil {
+		f.Close()
+		return fmt.Errorf("keeping the install state: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, stateAnswer), raw, 0o600); err != nil {
-		return fmt.Errorf("keeping the install certificate: %w", err)
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("keeping the install state: %w", err)
 	}
-	return nil
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("keeping the install state: %w", err)
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, stateFile))
 }
 
 func installCert(a *installAnswer, key *ecdsa.PrivateKey) (*tls.Certificate, error) {
@@ -378,14 +473,15 @@ func post(base, set, route string, cert *tls.Certificate, roots *x509.CertPool, 
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		var p struct {
-			Title  string `json:"title"`
-			Detail string `json:"detail"`
+			Title     string `json:"title"`
+			Detail    string `json:"detail"`
+			RenewFrom string `json:"renewFrom"`
 		}
 		_ = json.Unmarshal(data, &p)
 		if p.Detail == "" {
 			p.Detail = p.Title
 		}
-		return nil, &refusal{status: resp.StatusCode, detail: p.Detail}
+		return nil, &refusal{status: resp.StatusCode, detail: p.Detail, renewFrom: p.RenewFrom}
 	}
 	var a installAnswer
 	if err := json.Unmarshal(data, &a); err != nil {

@@ -11,8 +11,15 @@ import java.security.KeyStore;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import javax.crypto.AEADBadTagException;
+import javax.crypto.Cipher;
+import javax.crypto.SecretKeyFactory;
+import javax.crypto.spec.GCMParameterSpec;
+import javax.crypto.spec.PBEKeySpec;
+import javax.crypto.spec.SecretKeySpec;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.TrustManagerFactory;
@@ -30,6 +37,7 @@ import javax.net.ssl.TrustManagerFactory;
  */
 public final class MccClient {
     static final int EXIT_ALLOWED = 0, EXIT_ERROR = 1, EXIT_BLOCKED = 3;
+    static final int MAX_BODY = 1 << 20;
 
     public static void main(String[] args) {
         try {
@@ -66,18 +74,22 @@ public final class MccClient {
                 .header("Accept", "application/json")
                 .GET()
                 .build();
-        HttpResponse<String> resp = client.send(req, HttpResponse.BodyHandlers.ofString());
+        HttpResponse<InputStream> resp = client.send(req, HttpResponse.BodyHandlers.ofInputStream());
+        String body;
+        try (InputStream in = resp.body()) {
+            // A bounded read: the answer may come from any upstream.
+            body = new String(in.readNBytes(MAX_BODY), StandardCharsets.UTF_8);
+        }
         if (resp.statusCode() == 200) {
-            System.out.println("allowed: HTTP 200: " + resp.body().strip());
+            System.out.println("allowed: HTTP 200: " + body.strip());
             return EXIT_ALLOWED;
         }
-        String message = jsonString(resp.body(), "message");
+        String message = jsonString(body, "message");
         if (message == null || message.isEmpty()) {
-            String body = resp.body();
             throw new IllegalStateException("the API answered HTTP " + resp.statusCode() + ": "
                     + body.substring(0, Math.min(200, body.length())));
         }
-        String ref = jsonString(resp.body(), "externalID");
+        String ref = jsonString(body, "externalID");
         if (ref == null) ref = resp.headers().firstValue("X-Mcc-External-Id").orElse("");
         System.out.println("blocked: " + message + " (reference: " + ref + ")");
         return EXIT_BLOCKED;
@@ -96,10 +108,12 @@ public final class MccClient {
         if (bundle != null && !bundle.isEmpty()) {
             char[] password = Files.readString(Path.of(env("MCC_BUNDLE_PASSWORD_FILE", null)), StandardCharsets.UTF_8)
                     .replaceAll("[\r\n]+$", "").toCharArray();
-            KeyStore ks = KeyStore.getInstance("PKCS12");
-            try (InputStream in = Files.newInputStream(Path.of(bundle))) {
-                ks.load(in, password);
+            byte[] data = Files.readAllBytes(Path.of(bundle));
+            if (isEnvelope(data)) {
+                data = openEnvelope(data, password);
             }
+            KeyStore ks = KeyStore.getInstance("PKCS12");
+            ks.load(new ByteArrayInputStream(data), password);
             kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
             kmf.init(ks, password);
         }
@@ -122,12 +136,72 @@ public final class MccClient {
     }
 
     /**
+     * A bundle in an AES-256-GCM envelope (mcc issue --profile
+     * android|ios): magic, 16-byte salt, 12-byte nonce, then the PKCS#12
+     * file sealed with AES-256-GCM under PBKDF2-HMAC-SHA256(password, salt,
+     * 10000), the magic as additional data.
+     */
+    static final byte[] ENVELOPE_MAGIC = "MCCENV01".getBytes(StandardCharsets.US_ASCII);
+
+    static boolean isEnvelope(byte[] data) {
+        return data.length >= ENVELOPE_MAGIC.length
+                && Arrays.equals(Arrays.copyOf(data, ENVELOPE_MAGIC.length), ENVELOPE_MAGIC);
+    }
+
+    /** The PKCS#12 file inside an envelope, in memory. */
+    static byte[] openEnvelope(byte[] data, char[] password) throws Exception {
+        int m = ENVELOPE_MAGIC.length, header = m + 16 + 12;
+        if (data.length < header + 16) throw new IllegalArgumentException("the bundle envelope is cut short");
+        byte[] salt = Arrays.copyOfRange(data, m, m + 16);
+        byte[] key = SecretKeyFactory.getInstance("PBKDF2WithHmacSHA256")
+                .generateSecret(new PBEKeySpec(password, salt, 10000, 256)).getEncoded();
+        Cipher gcm = Cipher.getInstance("AES/GCM/NoPadding");
+        gcm.init(Cipher.DECRYPT_MODE, new SecretKeySpec(key, "AES"), new GCMParameterSpec(128, data, m + 16, 12));
+        gcm.updateAAD(ENVELOPE_MAGIC);
+        try {
+            return gcm.doFinal(data, header, data.length - header);
+        } catch (AEADBadTagException e) {
+            throw new IllegalArgumentException("the bundle envelope does not open (wrong password or damaged file)");
+        }
+    }
+
+    /**
      * A top-level string field of the block answer. The JDK has no JSON
      * parser; an app uses its own (org.json on Android, Moshi, Gson).
      */
     static String jsonString(String json, String field) {
-        Matcher m = Pattern.compile("\"" + Pattern.quote(field) + "\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"").matcher(json);
+        // Possessive quantifiers: a plain (a|b)* recurses per character in
+        // java.util.regex and overflows the stack on a long message.
+        Matcher m = Pattern.compile("\"" + Pattern.quote(field) + "\"\\s*:\\s*\"((?:[^\"\\\\]++|\\\\.)*+)\"").matcher(json);
         if (!m.find()) return null;
-        return m.group(1).replace("\\\"", "\"").replace("\\\\", "\\");
+        return unescape(m.group(1));
+    }
+
+    /** A JSON string's escapes (Go writes <, > and & as \\u003c and so on). */
+    static String unescape(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c != '\\' || i + 1 >= s.length()) {
+                b.append(c);
+                continue;
+            }
+            char n = s.charAt(++i);
+            switch (n) {
+                case 'n': b.append('\n'); break;
+                case 't': b.append('\t'); break;
+                case 'r': b.append('\r'); break;
+                case 'b': b.append('\b'); break;
+                case 'f': b.append('\f'); break;
+                case 'u':
+                    if (i + 4 < s.length()) {
+                        b.append((char) Integer.parseInt(s.substring(i + 1, i + 5), 16));
+                        i += 4;
+                    }
+                    break;
+                default: b.append(n);
+            }
+        }
+        return b.toString();
     }
 }

@@ -11,6 +11,12 @@ import java.net.Socket
 import java.security.KeyStore
 import java.security.cert.CertificateFactory
 import java.util.concurrent.TimeUnit
+import javax.crypto.AEADBadTagException
+import javax.crypto.Cipher
+import javax.crypto.SecretKeyFactory
+import javax.crypto.spec.GCMParameterSpec
+import javax.crypto.spec.PBEKeySpec
+import javax.crypto.spec.SecretKeySpec
 import javax.net.ssl.KeyManagerFactory
 import javax.net.ssl.SNIHostName
 import javax.net.ssl.SSLContext
@@ -33,8 +39,10 @@ object MccTls {
     fun client(bundle: InputStream?, password: CharArray, serverCA: InputStream?): OkHttpClient {
         var keyManagers: Array<javax.net.ssl.KeyManager>? = null
         if (bundle != null) {
+            var data = bundle.use { it.readBytes() }
+            if (isEnvelope(data)) data = openEnvelope(data, password)
             val ks = KeyStore.getInstance("PKCS12")
-            bundle.use { ks.load(it, password) }
+            ks.load(data.inputStream(), password)
             val kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm())
             kmf.init(ks, password)
             keyManagers = kmf.keyManagers
@@ -62,6 +70,63 @@ object MccTls {
             .build()
     }
 
+    /** A JSON string's escapes (Go writes <, > and & as u003c escapes). */
+    fun unescape(s: String): String {
+        val b = StringBuilder(s.length)
+        var i = 0
+        while (i < s.length) {
+            val c = s[i]
+            if (c != '\\' || i + 1 >= s.length) {
+                b.append(c)
+                i++
+                continue
+            }
+            val n = s[i + 1]
+            i += 2
+            when (n) {
+                'n' -> b.append('\n')
+                't' -> b.append('\t')
+                'r' -> b.append('\r')
+                'b' -> b.append('\b')
+                'u' -> if (i + 4 <= s.length) {
+                    b.append(s.substring(i, i + 4).toInt(16).toChar())
+                    i += 4
+                }
+                else -> b.append(n)
+            }
+        }
+        return b.toString()
+    }
+
+    /**
+     * A bundle in an AES-256-GCM envelope (mcc issue --profile
+     * android|ios): magic, 16-byte salt, 12-byte nonce, then the PKCS#12
+     * file sealed with AES-256-GCM under PBKDF2-HMAC-SHA256(password, salt,
+     * 10000), the magic as additional data. Android's importer takes the
+     * 3DES PKCS#12 inside (API 26+ for PBKDF2WithHmacSHA256).
+     */
+    private val ENVELOPE_MAGIC = "MCCENV01".toByteArray(Charsets.US_ASCII)
+
+    fun isEnvelope(data: ByteArray): Boolean =
+        data.size >= ENVELOPE_MAGIC.size && data.copyOf(ENVELOPE_MAGIC.size).contentEquals(ENVELOPE_MAGIC)
+
+    /** The PKCS#12 file inside an envelope, in memory. */
+    fun openEnvelope(data: ByteArray, password: CharArray): ByteArray {
+        val m = ENVELOPE_MAGIC.size
+        val header = m + 16 + 12
+        require(data.size >= header + 16) { "the bundle envelope is cut short" }
+        val key = SecretKeyFactory.getInstance("PBKDF2WithHmacSHA256")
+            .generateSecret(PBEKeySpec(password, data.copyOfRange(m, m + 16), 10000, 256)).encoded
+        val gcm = Cipher.getInstance("AES/GCM/NoPadding")
+        gcm.init(Cipher.DECRYPT_MODE, SecretKeySpec(key, "AES"), GCMParameterSpec(128, data, m + 16, 12))
+        gcm.updateAAD(ENVELOPE_MAGIC)
+        try {
+            return gcm.doFinal(data, header, data.size - header)
+        } catch (e: AEADBadTagException) {
+            throw IllegalArgumentException("the bundle envelope does not open (wrong password or damaged file)")
+        }
+    }
+
     /**
      * The block the gateway answered, from its JSON: the set's message and
      * the reference the user quotes to support. Null when the answer is
@@ -69,9 +134,11 @@ object MccTls {
      * reads two string fields without a dependency.)
      */
     fun block(json: String): Pair<String, String>? {
+        // Possessive quantifiers: a plain (a|b)* recurses per character in
+        // java.util.regex and overflows the stack on a long message.
         fun field(name: String): String? =
-            Regex("\"" + Regex.escape(name) + "\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"").find(json)
-                ?.groupValues?.get(1)?.replace("\\\"", "\"")?.replace("\\\\", "\\")
+            Regex("\"" + Regex.escape(name) + "\"\\s*:\\s*\"((?:[^\"\\\\]++|\\\\.)*+)\"").find(json)
+                ?.groupValues?.get(1)?.let(::unescape)
         val message = field("message") ?: return null
         return Pair(message, field("externalID") ?: "")
     }

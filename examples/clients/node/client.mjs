@@ -7,6 +7,7 @@
 //
 // Only Node's standard library. Configuration comes from the environment;
 // the bundle's password is read from a file, never written in the code.
+import { createDecipheriv, pbkdf2Sync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import process from 'node:process';
@@ -22,6 +23,27 @@ function env(name, def) {
   throw new Error(`${name} is not set`);
 }
 
+// A bundle in an AES-256-GCM envelope (mcc issue --profile android|ios):
+// magic, 16-byte salt, 12-byte nonce, then the PKCS#12 file sealed with
+// AES-256-GCM under PBKDF2-HMAC-SHA256(password, salt, 10000), the magic as
+// additional data, the 16-byte tag last.
+const ENVELOPE_MAGIC = Buffer.from('MCCENV01');
+
+function openEnvelope(data, password) {
+  const header = ENVELOPE_MAGIC.length + 16 + 12;
+  if (data.length < header + 16) throw new Error('the bundle envelope is cut short');
+  const salt = data.subarray(ENVELOPE_MAGIC.length, ENVELOPE_MAGIC.length + 16);
+  const key = pbkdf2Sync(password, salt, 10000, 32, 'sha256');
+  const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(ENVELOPE_MAGIC.length + 16, header));
+  decipher.setAAD(ENVELOPE_MAGIC);
+  decipher.setAuthTag(data.subarray(data.length - 16));
+  try {
+    return Buffer.concat([decipher.update(data.subarray(header, data.length - 16)), decipher.final()]);
+  } catch {
+    throw new Error('the bundle envelope does not open (wrong password or damaged file)');
+  }
+}
+
 // The TLS options: the server's CA (or the system roots) and the bundle.
 // Without a bundle no client certificate is sent, as from a script that is
 // not the app.
@@ -29,9 +51,12 @@ function tlsOptions() {
   const opts = { minVersion: 'TLSv1.2' };
   if (process.env.MCC_SERVER_CA) opts.ca = readFileSync(process.env.MCC_SERVER_CA);
   if (process.env.MCC_BUNDLE) {
-    opts.pfx = readFileSync(process.env.MCC_BUNDLE);
     // The file holds the password only; a trailing newline is not part of it.
     opts.passphrase = readFileSync(env('MCC_BUNDLE_PASSWORD_FILE'), 'utf8').replace(/[\r\n]+$/, '');
+    opts.pfx = readFileSync(process.env.MCC_BUNDLE);
+    if (opts.pfx.subarray(0, ENVELOPE_MAGIC.length).equals(ENVELOPE_MAGIC)) {
+      opts.pfx = openEnvelope(opts.pfx, opts.passphrase);
+    }
   }
   return opts;
 }

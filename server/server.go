@@ -25,6 +25,8 @@ import (
 	"github.com/mccgate/mcc/server/console"
 	"github.com/mccgate/mcc/server/keys"
 	"github.com/mccgate/mcc/server/store"
+	"github.com/mccgate/mcc/threat"
+	"github.com/mccgate/mcc/threat/storeurl"
 )
 
 // Defaults of Config's zero values.
@@ -78,6 +80,10 @@ type Config struct {
 	CRLRefresh time.Duration
 	// Version is what /v1/health reports.
 	Version string
+	// BanStore is the gateways' shared store (a redis:// or rediss:// URL,
+	// placeholders expanded): the console lists its live fail-safe bans,
+	// and an admin lifts one. Empty: the console has no bans view data.
+	BanStore string
 	// EventRetention is how long raw threat events are kept, by their own
 	// time (zero keeps them). The console's per-minute rollups are kept
 	// RollupRetention (default DefaultRollupRetention), at least as long.
@@ -99,6 +105,8 @@ type Server struct {
 	cas    *authority.Authorities
 	api    *api.API
 	con    *console.Console
+	// closeBans closes the shared store of the bans view (nil without).
+	closeBans func() error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -147,7 +155,17 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 		Now:            c.Now,
 		Version:        c.Version,
 	})
-	s.con = console.New(console.Deps{DB: db, Tokens: s.tokens, Log: c.Logger.Named("console"), Now: c.Now, SessionTTL: c.ConsoleSessionTTL})
+	var bans threat.BanAdmin
+	if c.BanStore != "" {
+		// Redis down at start is not an error (the view says so when it
+		// cannot read); a malformed URL or a wrong password is.
+		if bans, s.closeBans, err = storeurl.OpenBanAdmin(ctx, c.BanStore, c.Logger.Named("bans")); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("server: --ban-store: %w", err)
+		}
+	}
+	s.con = console.New(console.Deps{DB: db, Tokens: s.tokens, Log: c.Logger.Named("console"), Now: c.Now,
+		SessionTTL: c.ConsoleSessionTTL, Bans: bans})
 	// Every stored CA key opens now, or the start fails: a wrong
 	// --kek-file (another instance's, or a restored database without its
 	// key) is found here, not at the first issuance hours later.
@@ -302,6 +320,9 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("server: closing the database: %w", err)
+		}
+		if s.closeBans != nil {
+			_ = s.closeBans()
 		}
 	})
 	return s.closeErr

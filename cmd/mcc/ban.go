@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
-	"github.com/mccgate/mcc/threat/redisstore"
 	"github.com/mccgate/mcc/threat/storeurl"
 )
 
@@ -193,24 +191,13 @@ func runBanLift(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // openBanStore opens the store a `mcc ban` command works on (setting has
-// its placeholders expanded). Only a shared store can be: a memory store
-// lives inside one gateway process.
+// its placeholders expanded). Only a shared store can be.
 func openBanStore(ctx context.Context, setting string) (threat.BanAdmin, func(), error) {
-	s, kind, err := storeurl.Parse(setting)
+	admin, closeStore, err := storeurl.OpenBanAdmin(ctx, setting, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if kind == storeurl.KindMemory {
-		return nil, nil, errors.New(`store "memory" lives inside one gateway process: its bans cannot be listed or lifted from outside it, and end with their duration or a restart of that gateway. Share a Redis store between the gateways (store: redis://...) to manage bans with mcc ban`)
-	}
-	// An operator's command may wait longer than a request would.
-	st, err := redisstore.New(ctx, s, redisstore.Options{
-		DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return st, func() { _ = st.Close() }, nil
+	return admin, func() { _ = closeStore() }, nil
 }
 
 func printBans(w io.Writer, bans []threat.Ban) {

@@ -9,13 +9,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/internal/secure"
 	"github.com/mccgate/mcc/server"
+	"github.com/mccgate/mcc/threat/storeurl"
 )
 
 var serverSubcommands = [][2]string{
@@ -113,6 +116,7 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	enrollListen := fs.String("enroll-listen", "", "`address` of the enrollment listener: apps trade their build certificate for an install certificate over mTLS (needs --tls-cert and --tls-key)")
 	rate := fs.Float64("rate-limit", server.DefaultRateLimit, "requests per second allowed per token (0: no limit)")
 	burst := fs.Int("rate-burst", server.DefaultRateBurst, "requests a token may send at once above --rate-limit")
+	banStore := fs.String("ban-store", "", "the gateways' shared store (redis:// or rediss:// URL; {env.NAME} and {file.PATH} placeholders keep the password off the command line): the console lists its fail-safe bans and an admin lifts them")
 	eventRetention := fs.Duration("event-retention", 0, "how long raw threat events are kept, by their time (e.g. 720h; 0 keeps them); the console's per-minute counts are kept longer")
 	enrollRate := fs.Float64("enroll-rate-limit", server.DefaultEnrollRateLimit, "requests per second allowed per client address (IPv4 /32, IPv6 /64) on the enrollment listener (0: no limit)")
 	enrollBurst := fs.Int("enroll-rate-burst", server.DefaultEnrollRateBurst, "requests an address may send at once above --enroll-rate-limit")
@@ -148,6 +152,20 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usageError(fs, "--event-retention must not be negative")
 	}
 	cfg.EventRetention = *eventRetention
+	if *banStore != "" {
+		expanded, err := fusion.ExpandSecret(strings.TrimSpace(*banStore), ".")
+		if err != nil {
+			return usageError(fs, "--ban-store: %v", err)
+		}
+		_, kind, err := storeurl.ParseExpanded(expanded, *banStore)
+		if err != nil {
+			return usageError(fs, "--ban-store: %v", err)
+		}
+		if kind == storeurl.KindMemory {
+			return usageError(fs, "--ban-store: a memory store lives inside one gateway process; give the redis:// store the gateways share")
+		}
+		cfg.BanStore = expanded
+	}
 	if *rate == 0 {
 		cfg.RateLimit = -1 // Config's zero is the default; negative is off
 	}

@@ -103,6 +103,14 @@ func TestServerRunListenRule(t *testing.T) {
 	}
 	code, _, stderr = runCLI(t, "server", "run", "--data", data, "--tls-cert", "c.pem")
 	wantOneLineError(t, code, stderr, 2, "--tls-cert and --tls-key go together")
+	// --ban-store: a shared store only, and its password never echoed.
+	code, _, stderr = runCLI(t, "server", "--data", data, "--ban-store", "memory")
+	wantOneLineError(t, code, stderr, 2, "lives inside one gateway process")
+	code, _, stderr = runCLI(t, "server", "--data", data, "--ban-store", "http://u:s3cret@example.com")
+	wantOneLineError(t, code, stderr, 2, "--ban-store")
+	if strings.Contains(stderr, "s3cret") {
+		t.Errorf("the --ban-store error shows the password: %s", stderr)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()

@@ -15,7 +15,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mccgate/mcc/internal/redistest"
+	"github.com/mccgate/mcc/server"
 	"github.com/mccgate/mcc/threat"
+	"github.com/mccgate/mcc/threat/redisstore"
 )
 
 // chromiumPath is Debian's chromium (scripts/test.sh installs it).
@@ -95,7 +98,9 @@ func (f *feedRequests) resumed() []string {
 // without loss, every view reachable and every action on it reached by
 // Tab, no console error (CSP violations included), sign-out.
 func TestConsoleInBrowser(t *testing.T) {
-	e := startEnv(t, "")
+	rs := redistest.New(t)
+	e := startEnv(t, "", func(c *server.Config) { c.BanStore = rs.URL() })
+	banSomeone(t, rs.URL())
 	feeds := &feedRequests{}
 	// The browser's server: the same mcc server handler, recorded.
 	ts := httptest.NewTLSServer(feeds.wrap(e.srv.Handler()))
@@ -217,6 +222,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"overview", "/console/overview?range=1h"},
 		{"offenders", "/console/offenders?range=1h"},
 		{"builds", "/console/builds?fusionSet=shop-prod"},
+		{"bans", "/console/bans?fusionSet=shop-prod"},
 		{"events", "/console/events?range=1h&externalId=req-live-1"},
 	} {
 		run(chromedp.Navigate(ts.URL + v.path))
@@ -331,5 +337,20 @@ func tabReachesAll(t *testing.T, ctx context.Context, view string) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("%s: Tab did not reach %d of %d actions: %q", view, len(missing), n, missing)
+	}
+}
+
+// banSomeone bans an address in fusion set shop-prod of the shared store
+// at storeURL, as a gateway of the fleet does.
+func banSomeone(t *testing.T, storeURL string) {
+	t.Helper()
+	gw, err := redisstore.New(context.Background(), storeURL, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	res, err := gw.Add(context.Background(), "shop-prod", threat.Subject{IP: "203.0.113.9"}, 50, threat.Policy{Threshold: 10, Window: time.Minute, BanFor: time.Hour})
+	if err != nil || res.BannedUntil.IsZero() {
+		t.Fatalf("banning: %+v %v", res, err)
 	}
 }

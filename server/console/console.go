@@ -22,6 +22,7 @@ import (
 
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/store"
+	"github.com/mccgate/mcc/threat"
 )
 
 //go:embed templates/*.html
@@ -46,6 +47,9 @@ type Deps struct {
 	// (DefaultSessionTTL when zero); it ends sooner when its token is
 	// revoked or expires.
 	SessionTTL time.Duration
+	// Bans is the gateways' shared store, for the bans view (nil: the
+	// view says none is configured).
+	Bans threat.BanAdmin
 	// PollInterval is how often an open live feed asks the database for
 	// new events (default 250 ms).
 	PollInterval time.Duration
@@ -109,6 +113,8 @@ func (c *Console) routes() {
 	c.mux.Handle("GET "+Prefix+"/offenders", c.page(c.offenders))
 	c.mux.Handle("GET "+Prefix+"/events", c.page(c.events))
 	c.mux.Handle("GET "+Prefix+"/builds", c.page(c.builds))
+	c.mux.Handle("GET "+Prefix+"/bans", c.page(c.bans))
+	c.mux.Handle("POST "+Prefix+"/bans/lift", c.action(c.liftBan))
 	c.mux.Handle("GET "+Prefix+"/export", c.data(c.export))
 	c.mux.Handle("GET "+Prefix+"/stream", c.data(c.stream))
 	c.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -35,10 +36,13 @@ type env struct {
 	writer string // events:write only
 }
 
-func startEnv(t *testing.T, databaseURL string) *env {
+func startEnv(t *testing.T, databaseURL string, tweak ...func(*server.Config)) *env {
 	t.Helper()
 	ck := testclock.New(time.Now().UTC())
 	cfg := server.Config{DataDir: t.TempDir(), Now: ck.Now, RateLimit: -1}
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	if databaseURL != "" {
 		cfg.DatabaseURL = databaseURL
 		cfg.KEKFile = t.TempDir() + "/kek.key"
@@ -244,4 +248,25 @@ func sessionHash(t *testing.T, c *http.Cookie) []byte {
 	}
 	sum := sha256.Sum256(secret)
 	return sum[:]
+}
+
+// apiJSON GETs an API path with token and decodes the JSON answer.
+func (e *env) apiJSON(t *testing.T, path, token string, v any) {
+	t.Helper()
+	req, err := http.NewRequest("GET", e.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := e.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
 }

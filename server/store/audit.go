@@ -25,6 +25,7 @@ const (
 	AuditCertIssue   = "certificate.issue"
 	AuditCertRevoke  = "certificate.revoke"
 	AuditCRLPublish  = "crl.publish"
+	AuditBanLift     = "ban.lift" // a fail-safe ban lifted in the gateways' shared store (console)
 	AuditBackup      = "backup"
 	AuditRestore     = "restore"
 )

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -76,6 +77,27 @@ func Open(ctx context.Context, setting string, logger *zap.Logger) (threat.Store
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return st, nil
+}
+
+// OpenBanAdmin opens the shared store that setting names for managing
+// its bans (`mcc ban`, the server's console). A memory store lives inside
+// one gateway process, so it cannot be: that is an error that says so. An
+// operator's request may wait longer than a gateway's, hence the longer
+// timeouts. The error never contains the password.
+func OpenBanAdmin(ctx context.Context, setting string, logger *zap.Logger) (threat.BanAdmin, func() error, error) {
+	s, kind, err := Parse(setting)
+	if err != nil {
+		return nil, nil, err
+	}
+	if kind == KindMemory {
+		return nil, nil, fmt.Errorf(`store "memory" lives inside one gateway process: its bans cannot be listed or lifted from outside it, and end with their duration or a restart of that gateway. Share a Redis store between the gateways (store: redis://...) to manage bans`)
+	}
+	st, err := redisstore.New(ctx, s, redisstore.Options{Logger: logger,
+		DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	return st, st.Close, nil
 }
 
 // Redact returns setting with any password in it replaced by "xxxxx", for

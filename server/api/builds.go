@@ -176,6 +176,13 @@ func (a *API) issueBuild(ctx context.Context, c *auth.Caller, ps *publishedSet, 
 		return nil, err
 	}
 	ca.Now = a.Now
+	if now := a.Now(); now.Before(ca.Cert.NotBefore) {
+		// The server's clock went back past its CA's start (a clock step,
+		// a restored VM): nothing the request can fix, and no 500.
+		return nil, &Problem{Name: "unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "the fusion set's CA is valid from " + ca.Cert.NotBefore.UTC().Format(time.RFC3339) +
+				" but this server's clock says " + now.UTC().Format(time.RFC3339) + ": check the server's clock"}
+	}
 	if end := a.Now().Add(req.ValidFor); end.After(ca.Cert.NotAfter) {
 		return nil, invalidField("validFor", "the certificate would outlive its CA (valid until "+ca.Cert.NotAfter.UTC().Format(time.RFC3339)+")")
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/server/auth"
@@ -274,4 +275,21 @@ func idemRace(t *testing.T, envs []*apiEnv, n int, body, key string) map[string]
 	}
 	wg.Wait()
 	return serials
+}
+
+// TestBuildsServerClockBeforeCA: a server whose clock went back past its
+// CA's start answers 503 naming the clock, not 500, and issues nothing.
+func TestBuildsServerClockBeforeCA(t *testing.T) {
+	e := startAPI(t, envOptions{scopes: bankProdScopes, clock: frozenClock()})
+	e.publish(t, enrollDoc) // the set's CA starts now
+	e.clock.Add(-2 * time.Hour)
+	// Not e.send: it rightly fails any 5xx an input causes; this one is
+	// the server's state.
+	req := newRequest(t, e.srv.URL, "POST", "/v1/fusion-sets/bank-prod/builds", e.token[auth.ScopeIssue],
+		`{"appId":"com.example.bank","buildId":"b-clock"}`, "Content-Type", "application/json")
+	resp, body := roundTripWith(t, e.srv.Client(), req)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "check the server's clock") ||
+		resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("issuing before the CA's start: %d %s", resp.StatusCode, body)
+	}
 }

@@ -166,13 +166,7 @@ func (b *browser) csrf() string {
 // server's /v1/events and waits until they are delivered.
 func (e *env) deliver(t *testing.T, evs []*threat.Event) {
 	t.Helper()
-	sink, err := webhook.New(webhook.Options{
-		URL: e.ingest.URL + "/v1/events", Headers: map[string]string{"Authorization": "Bearer " + e.writer},
-		SpoolDir: t.TempDir(), MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink := e.sink(t)
 	if err := sink.Deliver(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +180,19 @@ func (e *env) deliver(t *testing.T, evs []*threat.Event) {
 	if st := sink.Stats(); st.Delivered != uint64(len(evs)) || st.Rejected != 0 {
 		t.Fatalf("sink stats %+v, want %d delivered", st, len(evs))
 	}
+}
+
+// sink is a gateway's webhook sink posting to this server's ingest.
+func (e *env) sink(t *testing.T) *webhook.Sink {
+	t.Helper()
+	sink, err := webhook.New(webhook.Options{
+		URL: e.ingest.URL + "/v1/events", Headers: map[string]string{"Authorization": "Bearer " + e.writer},
+		SpoolDir: t.TempDir(), MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sink
 }
 
 // sampleEvents makes n schema-valid events at now minus a few seconds,

@@ -2,12 +2,18 @@ package console
 
 import (
 	"crypto/x509"
+	"errors"
 	"net/http"
 	"net/url"
 
 	"github.com/mccgate/mcc/pki"
+	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/server/store"
 )
+
+// maxSetTabs is how many fusion sets the view offers as tabs; any other
+// set is reached by its fusionSet parameter.
+const maxSetTabs = 200
 
 // maxBuildsShown bounds the builds view: the newest builds of a set, each
 // with its record checked against the set's CA on the page.
@@ -19,7 +25,7 @@ const maxBuildsShown = 100
 // fusionSet in the URL (the first set when absent).
 func (c *Console) builds(w http.ResponseWriter, r *http.Request, s *session) {
 	set := r.URL.Query().Get("fusionSet")
-	sets, err := c.DB.ListSets(r.Context(), "", 200)
+	sets, err := c.DB.ListSets(r.Context(), "", maxSetTabs)
 	if err != nil {
 		c.internal(w, r, "the fusion sets", err)
 		return
@@ -40,6 +46,16 @@ func (c *Console) builds(w http.ResponseWriter, r *http.Request, s *session) {
 		tabs = append(tabs, tab{sets[i].FusionSet, Prefix + "/builds?" + url.Values{"fusionSet": {sets[i].FusionSet}}.Encode(), sets[i].FusionSet == set})
 	}
 	data := map[string]any{"Title": "Builds", "Tabs": tabs, "Set": set}
+	if current == nil && set != "" && certid.CheckSetID(set) == nil {
+		// A set past the tabs' first page is still one URL away.
+		switch one, err := c.DB.SetVersionOf(r.Context(), set, 0); {
+		case err == nil:
+			current = &one
+		case !errors.Is(err, store.ErrNotFound):
+			c.internal(w, r, "the fusion set", err)
+			return
+		}
+	}
 	if current == nil {
 		if len(sets) > 0 {
 			c.fail(w, r, http.StatusNotFound, "No such fusion set.")

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -17,17 +18,10 @@ import (
 // buildsSetYAML is the fusion set the builds view is tested with.
 const buildsSetYAML = "fusion_sets:\n  - id: shop-prod\n    app_id: com.example.shop\n    mode: defense\n"
 
-// seedBuilds publishes shop-prod and, through the API and the enrollment
-// listener as CI and apps do, issues three builds: b-1 with two installs
-// (one of them revoked), b-2 revoked, b-3 whose stored record is damaged.
-func seedBuilds(t *testing.T, e *env) {
+// publishSet publishes a new fusion set through the API, as an admin.
+func publishSet(t *testing.T, e *env, id, doc string) {
 	t.Helper()
-	ctx := context.Background()
-	admin, err := client.New(client.Options{Server: e.ts.URL, Token: e.admin, Transport: e.ts.Client().Transport})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest("PUT", e.ts.URL+"/v1/fusion-sets/shop-prod", strings.NewReader(buildsSetYAML))
+	req, err := http.NewRequest("PUT", e.ts.URL+"/v1/fusion-sets/"+id, strings.NewReader(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +34,21 @@ func seedBuilds(t *testing.T, e *env) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("publishing shop-prod: %s", resp.Status)
+		t.Fatalf("publishing %s: %s", id, resp.Status)
 	}
+}
+
+// seedBuilds publishes shop-prod and, through the API and the enrollment
+// listener as CI and apps do, issues three builds: b-1 with two installs
+// (one of them revoked), b-2 revoked, b-3 whose stored record is damaged.
+func seedBuilds(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := client.New(client.Options{Server: e.ts.URL, Token: e.admin, Transport: e.ts.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishSet(t, e, "shop-prod", buildsSetYAML)
 	builds := map[string]*client.Build{}
 	for _, id := range []string{"b-1", "b-2", "b-3"} {
 		b, err := admin.IssueBuild(ctx, "shop-prod", client.BuildRequest{AppID: "com.example.shop", BuildID: id}, "")
@@ -150,5 +157,25 @@ func TestBuildsView(t *testing.T) {
 	anon := e.browser(t)
 	if resp, body := anon.get("/console/builds"); resp.StatusCode != http.StatusSeeOther || strings.Contains(body, "b-1") {
 		t.Errorf("builds without a session: %d", resp.StatusCode)
+	}
+}
+
+// TestBuildsViewSetPastTheTabs: a set beyond the first page of tabs is
+// still shown by its fusionSet parameter.
+func TestBuildsViewSetPastTheTabs(t *testing.T) {
+	e := startEnv(t, "")
+	for i := range 201 {
+		id := fmt.Sprintf("set-%03d", i)
+		publishSet(t, e, id, strings.ReplaceAll(buildsSetYAML, "shop-prod", id))
+	}
+	b := e.browser(t)
+	b.signIn(e.read)
+	_, body := b.get("/console/builds")
+	if strings.Contains(body, ">set-200<") {
+		t.Fatal("set-200 is among the tabs: the test no longer reaches past them")
+	}
+	resp, body := b.get("/console/builds?fusionSet=set-200")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "of <code>set-200</code>") {
+		t.Fatalf("set-200 by its parameter: %d %s", resp.StatusCode, body)
 	}
 }

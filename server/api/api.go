@@ -103,7 +103,7 @@ func New(d Deps) *API {
 		}
 	}
 	a := &API{Deps: d, mux: http.NewServeMux(), largeBodies: make(chan struct{}, maxLargeBodies),
-		refusalEvents: auth.NewLimiter(refusalEventsPerMinute/60.0, refusalEventsPerMinute)}
+		refusalEvents: auth.NewLimiterClock(refusalEventsPerMinute/60.0, refusalEventsPerMinute, d.Now)}
 	a.register()
 	return a
 }

@@ -38,10 +38,16 @@ type bucket struct {
 // NewLimiter allows each key (a token id, a client address) perSecond requests with bursts of burst.
 // perSecond 0 turns limiting off.
 func NewLimiter(perSecond float64, burst int) *Limiter {
+	return NewLimiterClock(perSecond, burst, time.Now)
+}
+
+// NewLimiterClock is NewLimiter on the given clock (the API's own, so a
+// test that moves the server's clock moves its limits too).
+func NewLimiterClock(perSecond float64, burst int, now func() time.Time) *Limiter {
 	if burst < 1 {
 		burst = 1
 	}
-	return &Limiter{limit: rate.Limit(perSecond), burst: burst, now: time.Now, buckets: map[string]*bucket{}}
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
 // Allow reports whether tokenID may make a request now, and if not, how

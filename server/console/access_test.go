@@ -13,7 +13,8 @@ import (
 
 // views are the pages a session opens.
 var views = []string{"/console/", "/console/overview", "/console/overview?range=1h", "/console/offenders",
-	"/console/offenders?kind=build", "/console/events", "/console/events?externalId=req-a"}
+	"/console/offenders?kind=build", "/console/events", "/console/events?externalId=req-a", "/console/builds",
+	"/console/bans"}
 
 const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -74,6 +74,14 @@ func TestBansView(t *testing.T) {
 	if !strings.Contains(body, `action="/console/bans/lift"`) || csrf == nil {
 		t.Fatalf("an admin session gets no Lift button:\n%s", body)
 	}
+	// From another origin, even with the token: refused, nothing lifted.
+	cross := url.Values{"csrf": {csrf[1]}, "fusionSet": {"shop-prod"}, "kind": {"address"}, "value": {"198.51.100.7"}}
+	if resp, _ := admin.post("/console/bans/lift", cross, "Origin", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a cross-origin lift: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := admin.get("/console/bans?fusionSet=%3Cscript%3E"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("the bans view with a markup set id: %d, want 400", resp.StatusCode)
+	}
 	// Without the session's CSRF token: refused, nothing lifted.
 	bad := url.Values{"csrf": {"x"}, "fusionSet": {"shop-prod"}, "kind": {"address"}, "value": {"198.51.100.7"}}
 	if resp, _ := admin.post("/console/bans/lift", bad); resp.StatusCode != http.StatusForbidden {

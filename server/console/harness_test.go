@@ -98,6 +98,12 @@ func (b *browser) get(path string, header ...string) (*http.Response, string) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	return b.do(req, header...)
+}
+
+// do sends req with the extra header pairs and reads the whole answer.
+func (b *browser) do(req *http.Request, header ...string) (*http.Response, string) {
+	b.t.Helper()
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -121,16 +127,7 @@ func (b *browser) post(path string, form url.Values, header ...string) (*http.Re
 	if b.origin != "" {
 		req.Header.Set("Origin", b.origin)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return b.do(req, header...)
 }
 
 // signIn signs the browser in with token and returns the session cookie.

@@ -269,6 +269,9 @@ func (s *Server) Authorities() *authority.Authorities { return s.cas }
 // never holds a stale one, and idempotency keys past their 24 hours are
 // deleted.
 func (s *Server) Run(ctx context.Context) {
+	indexed := make(chan struct{})
+	go func() { s.indexEvents(ctx); close(indexed) }()
+	defer func() { <-indexed }()
 	t := time.NewTicker(s.cfg.CRLRefresh)
 	defer t.Stop()
 	for {
@@ -277,6 +280,58 @@ func (s *Server) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// The event indexer (store.IndexPendingEvents) trades two costs: a
+// larger run writes each index page for more events (ingest measured
+// 20,000-23,500 events/s with runs every second, 14,700-16,600 with a run
+// per 10,000 events, 8,700 with no deferral), while every query by device,
+// address, serial or request id reads the pending events one by one
+// (about 0.9 µs each: 46 ms with 50,000 pending). So it runs once a
+// second, or as soon as 25,000 events are pending, in runs of at most
+// 50,000, back to back while a backlog lasts.
+const (
+	eventIndexEvery   = time.Second
+	eventIndexPoll    = 250 * time.Millisecond
+	eventIndexPending = 25_000
+	eventIndexRun     = 50_000
+)
+
+// indexEvents runs the event indexer until ctx is done.
+func (s *Server) indexEvents(ctx context.Context) {
+	t := time.NewTicker(eventIndexPoll)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		span, err := s.db.PendingSpan(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("indexing events", zap.Error(err))
+			}
+			continue
+		}
+		if span == 0 || (span < eventIndexPending && time.Since(last) < eventIndexEvery) {
+			continue
+		}
+		last = time.Now()
+		for {
+			n, err := s.db.IndexPendingEvents(ctx, eventIndexRun)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("indexing events", zap.Error(err))
+				}
+				break
+			}
+			if n < eventIndexRun {
+				break
+			}
 		}
 	}
 }

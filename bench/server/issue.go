@@ -40,6 +40,7 @@ type certsServer struct {
 	admin  string
 	dir    string
 	client *http.Client
+	stop   func() // ends the server's background work (Run)
 }
 
 func startCertsServer(ctx context.Context, o options) (*certsServer, error) {
@@ -64,11 +65,19 @@ func startCertsServer(ctx context.Context, o options) (*certsServer, error) {
 	}
 	h := httptest.NewServer(s.Handler())
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	return &certsServer{srv: s, http: h, admin: admin, dir: dir, client: &http.Client{Transport: tr, Timeout: time.Minute}}, nil
+	// The background work runs as under `mcc server`: the event indexer
+	// shares the cores and the database writer with the requests.
+	bg, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(bg); close(done) }()
+	stop := func() { cancel(); <-done }
+	return &certsServer{srv: s, http: h, admin: admin, dir: dir, stop: stop,
+		client: &http.Client{Transport: tr, Timeout: time.Minute}}, nil
 }
 
 func (c *certsServer) Close() {
 	c.http.Close()
+	c.stop()
 	c.srv.Close()
 	os.RemoveAll(c.dir)
 }

@@ -27,9 +27,9 @@ func writeOne(ctx context.Context, db *DB, i int) error {
 			id, "tok-"+id, []byte{0, byte(i), 0xff, 0}, "issue,read", NS(now), NullNS(time.Time{}), "cli:root"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO events (id, time_ns, received_ns, fusion_set, reason, action, client_ip, device_id, serial, cert_sha256, external_id, build_id, app_id, doc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			"ev-"+id, NS(now), NS(now), "bank", "tampered", "deny", "203.0.113.7", "dev-1", id, strings.Repeat("ab", 32), "ext-"+id, "b1", "com.bank", `{"id":"ev-`+id+`","note":"é ' \" ?"}`); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO events (seq, id, time_ns, received_ns, fusion_set, reason, action, client_ip, device_id, serial, cert_sha256, external_id, build_id, app_id, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			i+1, "ev-"+id, NS(now), NS(now), "bank", "tampered", "deny", "203.0.113.7", "dev-1", id, strings.Repeat("ab", 32), "ext-"+id, "b1", "com.bank", `{"id":"ev-`+id+`","note":"é ' \" ?"}`); err != nil {
 			return err
 		}
 		_, err := tx.AppendAudit(ctx, AuditEntry{Actor: "ci", Action: AuditTokenCreate, Subject: "token/tok-" + id, Detail: map[string]any{"i": i}})

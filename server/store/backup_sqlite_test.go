@@ -168,7 +168,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		{"newer", tamper(t, `INSERT INTO schema_migrations (version, name, applied_ns) VALUES (999, 'future', 1)`), "newer"},
 		{"extra table", tamper(t, `CREATE TABLE extra (x TEXT)`), "unexpected table extra"},
 		{"changed column", tamper(t, `ALTER TABLE tokens ADD COLUMN secret TEXT`), "table tokens differs"},
-		{"dropped index", tamper(t, `DROP INDEX events_external`), "index events_external is missing"},
+		{"dropped index", tamper(t, `DROP INDEX event_index_external`), "index event_index_external is missing"},
 		{"no schema", tamper(t, `DROP TABLE schema_migrations`), "not an mcc backup"},
 		{"edited audit", tamper(t, `UPDATE audit SET actor = 'mallory'`), "audit"},
 	}

@@ -198,11 +198,23 @@ const purgeBatch = 5000
 func (db *DB) PurgeEvents(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := db.Exec(ctx, `DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time_ns < ? ORDER BY time_ns LIMIT ?)`, NS(before), purgeBatch)
+		var n int64
+		// The same rows from both tables: (time_ns, id) orders them fully.
+		err := db.Tx(ctx, func(tx *Tx) error {
+			const batch = `SELECT seq FROM events WHERE time_ns < ? ORDER BY time_ns, id LIMIT ?`
+			if _, err := tx.Exec(ctx, `DELETE FROM event_index WHERE seq IN (`+batch+`)`, NS(before), purgeBatch); err != nil {
+				return err
+			}
+			res, err := tx.Exec(ctx, `DELETE FROM events WHERE seq IN (`+batch+`)`, NS(before), purgeBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
 		if err != nil {
 			return total, fmt.Errorf("events: purging: %w", err)
 		}
-		n, _ := res.RowsAffected()
 		total += n
 		if n < purgeBatch || ctx.Err() != nil {
 			return total, ctx.Err()

@@ -10,8 +10,8 @@ import (
 
 // TestMigration3BackfillSQLite and ...Postgres open a database at schema
 // 2 holding events, then migrate it: the events are numbered in the
-// order they were received, counted in the rollups, and new events are
-// numbered after them.
+// order they were received, counted in the rollups, moved into
+// event_index (migration 4), and new events are numbered after them.
 func TestMigration3BackfillSQLite(t *testing.T) {
 	dir := t.TempDir()
 	migration3Backfill(t, func() (*DB, error) { return Open(context.Background(), Options{DataDir: dir}) })
@@ -51,6 +51,21 @@ func migration3Backfill(t *testing.T, open func() (*DB, error)) {
 	defer db.Close()
 	if v, err := db.SchemaVersion(ctx); err != nil || v != LatestVersion() {
 		t.Fatalf("schema version %d, %v", v, err)
+	}
+	// Migration 4 moved the events into event_index: none is pending, and
+	// a device's events are found through it.
+	if n, err := db.PendingEvents(ctx); err != nil || n != 0 {
+		t.Fatalf("%d events pending after migration (%v)", n, err)
+	}
+	byDevice, _, err := db.ListEvents(ctx, EventQuery{DeviceID: rows[0].DeviceID, Limit: 100})
+	wantDevice := 0
+	for _, e := range rows {
+		if e.DeviceID == rows[0].DeviceID {
+			wantDevice++
+		}
+	}
+	if err != nil || len(byDevice) != wantDevice {
+		t.Fatalf("device %s after migration: %d events (%v), want %d", rows[0].DeviceID, len(byDevice), err, wantDevice)
 	}
 	feed, err := db.EventsAfter(ctx, 0, EventQuery{}, 100)
 	if err != nil || len(feed) != len(rows) {

@@ -168,16 +168,19 @@ const eventColumns = `id, time_ns, received_ns, doc`
 // written `col || ” = ?`, an expression no index matches, so the planner
 // cannot pick the index of a broad filter (a fusion set holding every
 // event) over a narrow one (a device) when it has no statistics to go by.
+// An indexed column's index is on event_index, not on events (schema
+// version 4): a query it drives also reads the events not indexed yet.
 var eventFilters = []struct {
-	column string
-	value  func(q *EventQuery) string
+	column  string
+	indexed bool // in event_index rather than on events
+	value   func(q *EventQuery) string
 }{
-	{"external_id", func(q *EventQuery) string { return q.ExternalID }},
-	{"device_id", func(q *EventQuery) string { return q.DeviceID }},
-	{"serial", func(q *EventQuery) string { return q.Serial }},
-	{"client_ip", func(q *EventQuery) string { return q.ClientIP }},
-	{"reason", func(q *EventQuery) string { return q.Reason }},
-	{"fusion_set", func(q *EventQuery) string { return q.FusionSet }},
+	{"external_id", true, func(q *EventQuery) string { return q.ExternalID }},
+	{"device_id", true, func(q *EventQuery) string { return q.DeviceID }},
+	{"serial", true, func(q *EventQuery) string { return q.Serial }},
+	{"client_ip", true, func(q *EventQuery) string { return q.ClientIP }},
+	{"reason", false, func(q *EventQuery) string { return q.Reason }},
+	{"fusion_set", false, func(q *EventQuery) string { return q.FusionSet }},
 }
 
 // ListEvents returns up to q.Limit events matching q, newest first, and
@@ -188,50 +191,7 @@ func (db *DB) ListEvents(ctx context.Context, q EventQuery) ([]Event, *EventKey,
 	if q.Limit < 1 {
 		return nil, nil, errors.New("events: a listing needs a limit")
 	}
-	var where []string
-	var args []any
-	driving := true
-	for _, f := range eventFilters {
-		v := f.value(&q)
-		if v == "" {
-			continue
-		}
-		if driving {
-			where = append(where, f.column+" = ?")
-			driving = false
-		} else {
-			where = append(where, f.column+" || '' = ?")
-		}
-		args = append(args, v)
-	}
-	if q.BuildID != "" {
-		where = append(where, "build_id || '' = ?")
-		args = append(args, q.BuildID)
-	}
-	if q.Action != "" {
-		where = append(where, "action || '' = ?")
-		args = append(args, q.Action)
-	}
-	if !q.From.IsZero() {
-		where = append(where, "time_ns >= ?")
-		args = append(args, NS(q.From))
-	}
-	if !q.To.IsZero() {
-		where = append(where, "time_ns < ?")
-		args = append(args, NS(q.To))
-	}
-	if q.After != nil {
-		where = append(where, "(time_ns, id) < (?, ?)")
-		args = append(args, q.After.TimeNS, q.After.ID)
-	}
-	sqlText := `SELECT ` + eventColumns + ` FROM events`
-	if len(where) > 0 {
-		sqlText += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	// One row more than asked says whether another page exists.
-	sqlText += ` ORDER BY time_ns DESC, id DESC LIMIT ?`
-	args = append(args, q.Limit+1)
-
+	sqlText, args := listEventsSQL(db.dialect, q)
 	rows, err := db.Query(ctx, sqlText, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("events: listing: %w", err)
@@ -254,6 +214,135 @@ func (db *DB) ListEvents(ctx context.Context, q EventQuery) ([]Event, *EventKey,
 	out = out[:q.Limit]
 	last := out[len(out)-1]
 	return out, &EventKey{TimeNS: NS(last.Time), ID: last.ID}, nil
+}
+
+// listEventsSQL is the query ListEvents runs for q, with its arguments.
+func listEventsSQL(d Dialect, q EventQuery) (string, []any) {
+	// conds writes the conditions every row must meet on the table
+	// aliased t (e: events, x: event_index); the time and keyset ones go
+	// to the table whose index orders the rows. skip is the driving
+	// column, already compared by the caller.
+	conds := func(t, order, skip string) ([]string, []any) {
+		var w []string
+		var a []any
+		for _, f := range eventFilters {
+			if v := f.value(&q); v != "" && f.column != skip {
+				w = append(w, t+"."+f.column+" || '' = ?")
+				a = append(a, v)
+			}
+		}
+		if q.BuildID != "" {
+			w = append(w, t+".build_id || '' = ?")
+			a = append(a, q.BuildID)
+		}
+		if q.Action != "" {
+			w = append(w, t+".action || '' = ?")
+			a = append(a, q.Action)
+		}
+		if !q.From.IsZero() {
+			w = append(w, order+".time_ns >= ?")
+			a = append(a, NS(q.From))
+		}
+		if !q.To.IsZero() {
+			w = append(w, order+".time_ns < ?")
+			a = append(a, NS(q.To))
+		}
+		if q.After != nil {
+			w = append(w, "("+order+".time_ns, "+order+".id) < (?, ?)")
+			a = append(a, q.After.TimeNS, q.After.ID)
+		}
+		return w, a
+	}
+	where := func(w []string) string {
+		if len(w) == 0 {
+			return ""
+		}
+		return ` WHERE ` + strings.Join(w, " AND ")
+	}
+	// One row more than asked says whether another page exists.
+	limit := q.Limit + 1
+	orderBy := func(t string) string { return ` ORDER BY ` + t + `.time_ns DESC, ` + t + `.id DESC LIMIT ?` }
+	const cols = `e.id, e.time_ns, e.received_ns, e.doc`
+
+	var driving, value string
+	indexed := false
+	for _, f := range eventFilters {
+		if v := f.value(&q); v != "" {
+			driving, value, indexed = f.column, v, f.indexed
+			break
+		}
+	}
+	if !indexed {
+		w, a := conds("e", "e", driving)
+		if driving != "" {
+			w = append([]string{"e." + driving + " = ?"}, w...)
+			a = append([]any{value}, a...)
+		}
+		return `SELECT ` + cols + ` FROM events e` + where(w) + orderBy("e"), append(a, limit)
+	}
+	// Indexed events: walk event_index's index on the driving column,
+	// each row joined to its event by seq.
+	w1, a1 := conds("e", "x", driving)
+	w1 = append([]string{"x." + driving + " = ?"}, w1...)
+	a1 = append([]any{value}, a1...)
+	// The events not indexed yet (what arrived since the indexer's last
+	// run) follow the last indexed seq. SQLite is told to read them by
+	// seq, its rowid (NOT INDEXED keeps rowid lookups): left alone it
+	// walks events_time for the order, which reaches a rare device's
+	// newest events only after every stored one.
+	w2, a2 := conds("e", "e", driving)
+	w2 = append([]string{"e.seq > (SELECT COALESCE(MAX(seq), 0) FROM event_index)", "e." + driving + " || '' = ?"}, w2...)
+	a2 = append([]any{value}, a2...)
+	hint := ""
+	if d == SQLite {
+		hint = " NOT INDEXED"
+	}
+	sqlText := `SELECT id, time_ns, received_ns, doc FROM (SELECT ` + cols + ` FROM event_index x JOIN events e ON e.seq = x.seq` +
+		where(w1) + orderBy("x") + `) AS indexed UNION ALL SELECT id, time_ns, received_ns, doc FROM (SELECT ` + cols +
+		` FROM events e` + hint + where(w2) + orderBy("e") + `) AS pending ORDER BY time_ns DESC, id DESC LIMIT ?`
+	args := append(append(append(a1, limit), a2...), limit, limit)
+	return sqlText, args
+}
+
+// IndexPendingEvents adds up to limit events not indexed yet, in the order
+// they were numbered, to event_index (schema version 4), and returns how
+// many it added. One run is one transaction: the more events it takes,
+// the more entries share each index page it writes. The server runs it
+// every second. Several instances may run it at once on PostgreSQL: a
+// seq another run has added is skipped.
+func (db *DB) IndexPendingEvents(ctx context.Context, limit int) (int64, error) {
+	res, err := db.Exec(ctx, `INSERT INTO event_index (seq, time_ns, id, client_ip, device_id, serial, external_id)
+		SELECT seq, time_ns, id, client_ip, device_id, serial, external_id FROM events
+		WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM event_index) ORDER BY seq LIMIT ?
+		ON CONFLICT (seq) DO NOTHING`, limit)
+	if err != nil {
+		return 0, fmt.Errorf("events: indexing pending events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("events: indexing pending events: %w", err)
+	}
+	return n, nil
+}
+
+// PendingSpan is how far the numbering has gone past the last indexed
+// event: the pending events and the numbers duplicates left unused. It
+// costs two lookups, where PendingEvents counts.
+func (db *DB) PendingSpan(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT COALESCE((SELECT MAX(seq) FROM events), 0) - COALESCE((SELECT MAX(seq) FROM event_index), 0)`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("events: reading the indexer's position: %w", err)
+	}
+	return n, nil
+}
+
+// PendingEvents counts the events the indexer has not reached yet.
+func (db *DB) PendingEvents(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM events WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM event_index)`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("events: counting pending events: %w", err)
+	}
+	return n, nil
 }
 
 // GetEvent returns the event with id (ErrNotFound wrapped when none).

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,6 +86,13 @@ type Config struct {
 	// placeholders expanded): the console lists its live fail-safe bans,
 	// and an admin lifts one. Empty: the console has no bans view data.
 	BanStore string
+	// XDSStatus are the /status URLs of the mcc xds instances whose Envoy
+	// nodes the console's gateways view shows; XDSStatusTokenFile holds
+	// their admin token (mcc xds --admin-token-file) and XDSStatusCA the
+	// PEM CA of an https admin port, when not the system roots.
+	XDSStatus          []string
+	XDSStatusTokenFile string
+	XDSStatusCA        string
 	// EventRetention is how long raw threat events are kept, by their own
 	// time (zero keeps them). The console's per-minute rollups are kept
 	// RollupRetention (default DefaultRollupRetention), at least as long.
@@ -164,8 +173,16 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 			return nil, fmt.Errorf("server: --ban-store: %w", err)
 		}
 	}
+	xdsSources, err := openXDSStatus(c)
+	if err != nil {
+		db.Close()
+		if s.closeBans != nil {
+			_ = s.closeBans()
+		}
+		return nil, err
+	}
 	s.con = console.New(console.Deps{DB: db, Tokens: s.tokens, Log: c.Logger.Named("console"), Now: c.Now,
-		SessionTTL: c.ConsoleSessionTTL, Bans: bans})
+		SessionTTL: c.ConsoleSessionTTL, Bans: bans, XDS: xdsSources})
 	// Every stored CA key opens now, or the start fails: a wrong
 	// --kek-file (another instance's, or a restored database without its
 	// key) is found here, not at the first issuance hours later.
@@ -253,6 +270,32 @@ func EnrollTLS(base *tls.Config) *tls.Config {
 		c.MinVersion = tls.VersionTLS12
 	}
 	return c
+}
+
+// openXDSStatus prepares the console's reader of each --xds-status URL.
+func openXDSStatus(c Config) ([]*console.XDSSource, error) {
+	if len(c.XDSStatus) == 0 {
+		return nil, nil
+	}
+	token := ""
+	if c.XDSStatusTokenFile != "" {
+		b, err := os.ReadFile(c.XDSStatusTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: --xds-status-token-file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("server: --xds-status-token-file %s is empty", c.XDSStatusTokenFile)
+		}
+	}
+	out := make([]*console.XDSSource, 0, len(c.XDSStatus))
+	for _, u := range c.XDSStatus {
+		src, err := console.NewXDSSource(u, token, c.XDSStatusCA)
+		if err != nil {
+			return nil, fmt.Errorf("server: --xds-status: %w", err)
+		}
+		out = append(out, src)
+	}
+	return out, nil
 }
 
 // DB is the server's database (restore records itself through it).
@@ -353,6 +396,10 @@ func (s *Server) housekeeping(ctx context.Context) {
 	s.purgeConsole(ctx)
 }
 
+// gatewayRetention is how long the gateways view remembers an instance
+// that stopped delivering events (renamed or retired ones leave).
+const gatewayRetention = 30 * 24 * time.Hour
+
 // purgeConsole applies the event and rollup retention and drops expired
 // console sessions.
 func (s *Server) purgeConsole(ctx context.Context) {
@@ -367,6 +414,9 @@ func (s *Server) purgeConsole(ctx context.Context) {
 	}
 	if _, err := s.db.PurgeSessions(ctx, now); err != nil && ctx.Err() == nil {
 		s.log.Error("purging console sessions", zap.Error(err))
+	}
+	if _, err := s.db.PurgeGateways(ctx, now.Add(-gatewayRetention)); err != nil && ctx.Err() == nil {
+		s.log.Error("purging gateway instances", zap.Error(err))
 	}
 }
 

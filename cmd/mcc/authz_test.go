@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,6 +30,7 @@ import (
 	"github.com/mccgate/mcc/envoyext/envoytest"
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/internal/schematest"
+	"github.com/mccgate/mcc/internal/testport"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/certid"
 	"github.com/mccgate/mcc/threat"
@@ -506,13 +506,9 @@ func TestRunAuthzDeprecatedMetricsTokenFlag(t *testing.T) {
 func TestRunAuthzWarnsWhenListenDiffersFromGateway(t *testing.T) {
 	dir, _, _, _ := authzSetup(t, "")
 	writeServerCertForGateway(t, dir)
-	// A free port for the gateway section's access-log address.
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alsAddr := free.Addr().String()
-	free.Close()
+	// A free port for the gateway section's access-log address, outside
+	// the range other tests' ":0" listeners take theirs from.
+	alsAddr := "127.0.0.1:" + testport.Outside(t)
 	gwPath := filepath.Join(dir, "with-gateway.yaml")
 	if err := os.WriteFile(gwPath, []byte(authzYAML(filepath.Join(dir, "ca", pki.CACertFile), "defense")+`gateway:
   authz:

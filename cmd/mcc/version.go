@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
+
+	"github.com/mccgate/mcc/internal/version"
 )
 
 // runVersion prints the module version (from the build info the Go
@@ -20,27 +21,17 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func versionString() string {
-	version, rev, modified := "(devel)", "", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value == "true"
-			}
-		}
+	in := version.Get()
+	if in.Version == "(unknown)" {
+		in.Version = "(devel)"
 	}
-	s := "mcc " + version
-	if rev != "" {
+	s := "mcc " + in.Version
+	if rev := in.Revision; rev != "" {
 		if len(rev) > 12 {
 			rev = rev[:12]
 		}
 		s += " (" + rev
-		if modified {
+		if in.Modified {
 			s += ", modified"
 		}
 		s += ")"

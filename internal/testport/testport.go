@@ -2,8 +2,11 @@
 package testport
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +30,31 @@ func Pair(t testing.TB) string {
 		}
 	}
 	t.Fatal("no two consecutive free loopback ports in 50 tries")
+	return ""
+}
+
+// Outside returns a loopback port that is free now and lies below the
+// kernel's ephemeral range: a test that must write a port into a config
+// before the server binds it cannot lose it to another test's ":0"
+// listener, which the kernel serves from that range only.
+func Outside(t testing.TB) string {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
+	}
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return strconv.Itoa(port)
+		}
+	}
+	t.Fatal("no free loopback port below the ephemeral range in 100 tries")
 	return ""
 }

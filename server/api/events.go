@@ -47,7 +47,7 @@ type ingestResponse struct {
 // ingestEvents stores a batch of threat events, all or nothing: one bad
 // event refuses the batch with its location (the webhook sink then drops
 // the batch for good, since sending the same bytes again cannot succeed).
-func (a *API) ingestEvents(w http.ResponseWriter, r *http.Request, _ *auth.Caller) error {
+func (a *API) ingestEvents(w http.ResponseWriter, r *http.Request, caller *auth.Caller) error {
 	var req ingestRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -71,7 +71,7 @@ func (a *API) ingestEvents(w http.ResponseWriter, r *http.Request, _ *auth.Calle
 	if len(ps.list) > 0 {
 		return invalid("the batch holds invalid events; none was stored", ps.list...)
 	}
-	accepted, err := a.DB.InsertEvents(r.Context(), rows)
+	accepted, err := a.DB.InsertEventsFrom(r.Context(), rows, store.Sender{Agent: senderAgent(r.UserAgent()), Token: caller.Name()})
 	if err != nil {
 		return err
 	}
@@ -120,11 +120,13 @@ func eventRow(shape *eventShape, raw json.RawMessage, path string, received time
 		ExternalID: strs["externalID"],
 		BuildID:    buildID,
 		AppID:      strs["certificate.appID"],
+		Gateway:    strs["gateway"],
+		Node:       strs["node"],
 	}
 	for _, c := range []struct{ field, v string }{
 		{"fusionSet", e.FusionSet}, {"clientIP", e.ClientIP}, {"deviceID", e.DeviceID},
 		{"certificate.serial", e.Serial}, {"externalID", e.ExternalID}, {"fusedAppToken", strs["fusedAppToken"]},
-		{"certificate.buildID", strs["certificate.buildID"]}, {"certificate.appID", e.AppID},
+		{"certificate.buildID", strs["certificate.buildID"]}, {"certificate.appID", e.AppID}, {"node", e.Node},
 	} {
 		if detail := indexable(c.v); detail != "" {
 			ps.add(path+"."+c.field, detail)
@@ -160,6 +162,26 @@ func plainText(v string) string {
 		}
 	}
 	return ""
+}
+
+// maxAgentBytes bounds the User-Agent kept for the gateways view.
+const maxAgentBytes = 200
+
+// senderAgent is the User-Agent as the gateways view shows it: at most
+// maxAgentBytes of valid UTF-8, control characters dropped.
+func senderAgent(ua string) string {
+	ua = strings.ToValidUTF8(ua, "")
+	ua = strings.Map(func(c rune) rune {
+		if c < ' ' || c == 0x7f {
+			return -1
+		}
+		return c
+	}, ua)
+	for len(ua) > maxAgentBytes {
+		_, size := utf8.DecodeLastRuneInString(ua)
+		ua = ua[:len(ua)-size]
+	}
+	return ua
 }
 
 // storableTime reports whether t fits the database's unix nanoseconds.

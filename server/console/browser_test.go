@@ -15,52 +15,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mccgate/mcc/internal/browsertest"
 	"github.com/mccgate/mcc/internal/redistest"
 	"github.com/mccgate/mcc/server"
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/redisstore"
 )
-
-// chromiumPath is Debian's chromium (scripts/test.sh installs it).
-const chromiumPath = "/usr/bin/chromium"
-
-// screenshotDir is where the browser test saves a PNG of each view:
-// $MCC_CONSOLE_SCREENSHOTS when set, else the test's temporary directory.
-func screenshotDir(t *testing.T) string {
-	if d := os.Getenv("MCC_CONSOLE_SCREENSHOTS"); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
-}
-
-// startBrowser starts headless Chromium with a fresh profile, the
-// machine's network closed to it (no background or component traffic).
-func startBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is needed for the console's browser tests (apt-get install chromium): %v", err)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// The test server's certificate is made at test time; nothing
-		// else is fetched.
-		chromedp.IgnoreCertErrors,
-		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return ctx
-}
 
 // feedRequests records the Last-Event-ID of each live feed request, so
 // the test knows the browser resumed rather than started afresh.
@@ -105,13 +65,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The browser's server: the same mcc server handler, recorded.
 	ts := httptest.NewTLSServer(feeds.wrap(e.srv.Handler()))
 	t.Cleanup(ts.Close)
-	shots := screenshotDir(t)
+	shots := browsertest.ScreenshotDir(t)
 
 	evs := sampleEvents(e.clock.Now(), 24)
 	e.deliver(t, evs)
 	seedBuilds(t, e)
 
-	ctx := startBrowser(t)
+	ctx := browsertest.Start(t)
 	// Collect console messages from the first page on.
 	var msgMu sync.Mutex
 	var messages []chromedp.ConsoleMessage
@@ -168,7 +128,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot("signin")
 	// Sign in with the keyboard: type the token, Enter.
 	run(chromedp.WaitVisible(chromedp.ID("token")), chromedp.SendKeys(chromedp.ID("token"), e.read+"\r"))
-	waitFor(t, ctx, `location.pathname !== "/console/signin" || !!document.querySelector(".error")`, 10*time.Second, "the sign-in to answer")
+	browsertest.WaitFor(t, ctx, `location.pathname !== "/console/signin" || !!document.querySelector(".error")`, 10*time.Second, "the sign-in to answer")
 	if loc := eval(`location.pathname + " " + document.body.innerText.slice(0, 200)`); !strings.HasPrefix(loc, "/console/overview") {
 		t.Fatalf("after sign-in the browser is at %s", loc)
 	}
@@ -179,7 +139,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if n := eval(`String(document.querySelectorAll("svg.chart polyline").length)`); n == "0" {
 		t.Fatal("the overview draws no chart")
 	}
-	waitFor(t, ctx, `document.getElementById("live-status").textContent === "live"`, 10*time.Second, "the live feed to open")
+	browsertest.WaitFor(t, ctx, `document.getElementById("live-status").textContent === "live"`, 10*time.Second, "the live feed to open")
 	shot("overview")
 	// A smaller picture of the same view, for the README.
 	sctx, cancelShot := context.WithTimeout(ctx, 30*time.Second)
@@ -196,7 +156,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	fresh := sampleEvents(e.clock.Now(), 1)[0]
 	fresh.ExternalID = "req-live-1"
 	e.deliver(t, []*threat.Event{fresh})
-	waitFor(t, ctx, fmt.Sprintf(`!!document.querySelector('tr[data-id="%s"]')`, fresh.ID), 2*time.Second, "the new event on the overview")
+	browsertest.WaitFor(t, ctx, fmt.Sprintf(`!!document.querySelector('tr[data-id="%s"]')`, fresh.ID), 2*time.Second, "the new event on the overview")
 
 	// Drop the feed's connection; events stored while it is down arrive
 	// after the browser reconnects with Last-Event-ID.
@@ -205,7 +165,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	gap := sampleEvents(e.clock.Now(), 5)
 	e.deliver(t, gap)
 	for _, ev := range gap {
-		waitFor(t, ctx, fmt.Sprintf(`!!document.querySelector('tr[data-id="%s"]')`, ev.ID), 15*time.Second, "event "+ev.ID+" after the reconnect")
+		browsertest.WaitFor(t, ctx, fmt.Sprintf(`!!document.querySelector('tr[data-id="%s"]')`, ev.ID), 15*time.Second, "event "+ev.ID+" after the reconnect")
 	}
 	if len(feeds.resumed()) <= before {
 		t.Fatal("the browser did not resume the feed with Last-Event-ID")
@@ -229,7 +189,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := eval(`location.pathname`); got != strings.SplitN(v.path, "?", 2)[0] {
 			t.Fatalf("%s: at %s", v.name, got)
 		}
-		tabReachesAll(t, ctx, v.name)
+		browsertest.TabReachesAll(t, ctx, v.name)
 		shot(v.name + "-" + strings.ReplaceAll(strings.SplitN(v.path, "?", 2)[1], "&", "_"))
 	}
 	// The support desk's search finds the event by its reference.
@@ -238,7 +198,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	// Sign out with the keyboard: focus the button, press Enter.
 	run(chromedp.Focus(chromedp.CSS(".signout button")), chromedp.KeyEvent("\r"))
-	waitFor(t, ctx, `location.pathname === "/console/signin"`, 10*time.Second, "the sign-in page after sign-out")
+	browsertest.WaitFor(t, ctx, `location.pathname === "/console/signin"`, 10*time.Second, "the sign-in page after sign-out")
 	run(chromedp.Navigate(ts.URL + "/console/events"))
 	if got := eval(`location.pathname`); got != "/console/signin" {
 		t.Fatalf("after sign-out the events view answered at %s", got)
@@ -275,68 +235,6 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal("an inline script ran or its CSP violation was not reported")
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitFor polls a JavaScript condition until it holds or the deadline
-// passes.
-func waitFor(t *testing.T, ctx context.Context, cond string, within time.Duration, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ok, err := chromedp.Run(sctx, chromedp.Evaluate[bool](cond))
-		cancel()
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-// tabReachesAll presses Tab through the page and checks that every
-// action (link, button, visible input, summary) took the focus.
-func tabReachesAll(t *testing.T, ctx context.Context, view string) {
-	t.Helper()
-	const actions = `a[href], button, input:not([type=hidden]), summary`
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	n, err := chromedp.Run(sctx, chromedp.Evaluate[int](`(function () {
-		var all = document.querySelectorAll("`+actions+`");
-		all.forEach(function (el, i) { el.setAttribute("data-tab-index", String(i)); });
-		document.activeElement && document.activeElement.blur();
-		window.__reached = new Set();
-		document.addEventListener("focusin", function (e) {
-			var i = e.target.getAttribute && e.target.getAttribute("data-tab-index");
-			if (i !== null) { window.__reached.add(i); }
-		});
-		return all.length;
-	})()`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatalf("%s: no actions found", view)
-	}
-	for i := 0; i < n+5; i++ {
-		if err := chromedp.Do(sctx, chromedp.KeyEvent("\t")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	missing, err := chromedp.Run(sctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("`+actions+`")).
-		filter(function (el) { return !window.__reached.has(el.getAttribute("data-tab-index")); }).
-		map(function (el) { return el.outerHTML.slice(0, 120); })`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(missing) > 0 {
-		t.Fatalf("%s: Tab did not reach %d of %d actions: %q", view, len(missing), n, missing)
 	}
 }
 

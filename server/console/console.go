@@ -53,6 +53,9 @@ type Deps struct {
 	// PollInterval is how often an open live feed asks the database for
 	// new events (default 250 ms).
 	PollInterval time.Duration
+	// XDS are the mcc xds instances whose Envoy nodes the gateways view
+	// shows (none: the view says how to add them).
+	XDS []*XDSSource
 }
 
 // Console serves /console.
@@ -115,6 +118,7 @@ func (c *Console) routes() {
 	c.mux.Handle("GET "+Prefix+"/builds", c.page(c.builds))
 	c.mux.Handle("GET "+Prefix+"/bans", c.page(c.bans))
 	c.mux.Handle("POST "+Prefix+"/bans/lift", c.action(c.liftBan))
+	c.mux.Handle("GET "+Prefix+"/gateways", c.page(c.gateways))
 	c.mux.Handle("GET "+Prefix+"/export", c.data(c.export))
 	c.mux.Handle("GET "+Prefix+"/stream", c.data(c.stream))
 	c.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {

@@ -17,7 +17,7 @@ import (
 )
 
 // pageNames are the templates, each parsed with the layout.
-var pageNames = []string{"signin", "error", "overview", "offenders", "events", "builds", "bans"}
+var pageNames = []string{"signin", "error", "overview", "offenders", "events", "builds", "bans", "gateways"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{

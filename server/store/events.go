@@ -29,6 +29,11 @@ type Event struct {
 	BuildID    string
 	AppID      string
 	Doc        string
+	// Gateway and Node name the gateway instance that saw the event
+	// (its "gateway" and "node"): they key gateway_instances, not columns
+	// of events.
+	Gateway string
+	Node    string
 }
 
 // insertEventSQL skips an event whose id is already stored: gateways
@@ -64,6 +69,13 @@ func Minute(t time.Time) int64 {
 // rollups in the same transaction, so a duplicate is never counted twice
 // and the rollups never disagree with the events they count.
 func (db *DB) InsertEvents(ctx context.Context, events []Event) (inserted int, err error) {
+	return db.InsertEventsFrom(ctx, events, Sender{})
+}
+
+// InsertEventsFrom is InsertEvents for a batch delivered by from: in the
+// same transaction, each gateway instance the events name is recorded
+// (RecordGateways).
+func (db *DB) InsertEventsFrom(ctx context.Context, events []Event, from Sender) (inserted int, err error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
@@ -84,6 +96,7 @@ func (db *DB) InsertEvents(ctx context.Context, events []Event) (inserted int, e
 		}
 		defer stmt.Close()
 		counts := map[RollupKey]int64{}
+		seen := gatewaysSeen{}
 		for i := range events {
 			e := &events[i]
 			res, err := stmt.ExecContext(ctx, e.ID, NS(e.Time), NS(e.Received), e.FusionSet, e.Reason, e.Action,
@@ -99,8 +112,12 @@ func (db *DB) InsertEvents(ctx context.Context, events []Event) (inserted int, e
 				inserted += int(n)
 				counts[RollupKey{Minute(e.Time), e.FusionSet, e.Reason, e.Action}]++
 			}
+			seen.add(e, n > 0)
 		}
-		return upsertRollups(ctx, tx, counts)
+		if err := upsertRollups(ctx, tx, counts); err != nil {
+			return err
+		}
+		return seen.record(ctx, tx, from, events[0].Received)
 	})
 	return inserted, err
 }

@@ -19,7 +19,8 @@ var migrations = []migration{
 	{1, "initial schema", schemaV1},
 	{2, "install certificates and enrollments", schemaV2},
 	{3, "console: event sequence, per-minute rollups, sessions", schemaV3},
-	{4, "events: deferred indexes on addresses, devices and request ids", schemaV4},
+	{4, "events: deferred indexes on addresses, devices, serials and request ids", schemaV4},
+	{5, "console: gateway instances seen through their events", schemaV5},
 }
 
 // LatestVersion is the schema version this binary writes.
@@ -253,6 +254,27 @@ CREATE INDEX event_index_client ON event_index (client_ip, time_ns);
 CREATE INDEX event_index_device ON event_index (device_id, time_ns);
 CREATE INDEX event_index_serial ON event_index (serial, time_ns);
 CREATE INDEX event_index_external ON event_index (external_id);
+`
+
+// schemaV5 records each gateway instance that delivers events (issue 14's
+// gateways view): kind and node as its events name them, the software
+// that delivered the last batch (its User-Agent) and the token, when it
+// was first and last heard from, its newest event and how many events it
+// delivered.
+const schemaV5 = `
+CREATE TABLE gateway_instances (
+	gateway TEXT NOT NULL,
+	node TEXT NOT NULL,
+	agent TEXT NOT NULL,
+	token_name TEXT NOT NULL,
+	first_seen_ns BIGINT NOT NULL,
+	last_seen_ns BIGINT NOT NULL,
+	last_event_ns BIGINT NOT NULL,
+	last_event_id TEXT NOT NULL,
+	events BIGINT NOT NULL,
+	PRIMARY KEY (gateway, node)
+);
+CREATE INDEX gateway_instances_seen ON gateway_instances (last_seen_ns);
 `
 
 // migrationLock serializes migrations of several PostgreSQL instances

@@ -8,7 +8,7 @@
 //
 //	POST <url>
 //	Content-Type: application/json
-//	User-Agent: mcc-webhook/1
+//	User-Agent: mcc-webhook/1 mcc/<mcc's module version>
 //	<Options.Headers, e.g. Authorization: Bearer ...>
 //
 //	{"events":[<event>,<event>,...]}

@@ -12,10 +12,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/mccgate/mcc/internal/version"
 )
 
-// userAgent identifies the sender to receivers.
-const userAgent = "mcc-webhook/1"
+// userAgent identifies the sender to receivers: the wire format's
+// version, then the mcc that sends (mcc server's gateways view shows it).
+var userAgent = "mcc-webhook/1 mcc/" + version.Get().Short()
 
 // errRejected marks a response that retrying cannot fix.
 var errRejected = errors.New("receiver rejected the batch")

@@ -17,9 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mccgate/mcc/envoyext"
 	"github.com/mccgate/mcc/envoyext/envoytest"
@@ -233,27 +231,5 @@ func startAuthzTrusting(t *testing.T, setFile, trusted string) authv3.Authorizat
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := envoyext.New(envoyext.Options{Config: cfg, Node: "parity", TrustedProxies: proxies})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, envoyext.ServeOptions{GRPC: lis}) }()
-	cc, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return authv3.NewAuthorizationClient(cc)
+	return startAuthzWith(t, envoyext.Options{Config: cfg, Node: "parity", TrustedProxies: proxies})
 }

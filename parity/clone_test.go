@@ -142,8 +142,16 @@ func TestParityCloneDetection(t *testing.T) {
 
 // loadCaddyTrusting loads a Caddyfile guarding the site with the set file,
 // trusting the test client (and 10/8) as proxies so that X-Forwarded-For
-// names the client.
+// names the client, events to the file sink sink.
 func loadCaddyTrusting(t *testing.T, srv serverTLS, setFile, upstream, sink string) {
+	t.Helper()
+	loadCaddyMCC(t, srv, setFile, upstream, "sink file "+sink+"\n\t\tnode parity")
+}
+
+// loadCaddyMCC loads the parity Caddyfile: the site guarded by fusion set
+// bank-prod of setFile behind the test's trusted proxies, with mccLines
+// (sinks, store, node) in the global mcc block.
+func loadCaddyMCC(t *testing.T, srv serverTLS, setFile, upstream, mccLines string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
@@ -160,8 +168,7 @@ func loadCaddyTrusting(t *testing.T, srv serverTLS, setFile, upstream, sink stri
 	}
 	mcc {
 		fusion_sets %s
-		sink file %s
-		node parity
+		%s
 	}
 }
 %s:%d {
@@ -173,7 +180,7 @@ func loadCaddyTrusting(t *testing.T, srv serverTLS, setFile, upstream, sink stri
 	fusion_set bank-prod
 	reverse_proxy %s
 }
-`, adminPort, httpPort, httpsPort, strings.Join(trustedRanges, " "), setFile, sink, siteHost, httpsPort, srv.CertFile, srv.KeyFile, upstream)
+`, adminPort, httpPort, httpsPort, strings.Join(trustedRanges, " "), setFile, mccLines, siteHost, httpsPort, srv.CertFile, srv.KeyFile, upstream)
 	caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
 		AdminPort: adminPort, LoadRequestTimeout: timeout, TestRequestTimeout: timeout,
 	}).InitServer(cfg, "caddyfile")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,12 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/chromedp/chromedp"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mccgate/mcc/envoyext"
 	"github.com/mccgate/mcc/fusion"
@@ -161,74 +157,44 @@ sinks:
 
 	ctx := browsertest.Start(t)
 	shots := browsertest.ScreenshotDir(t)
-	run := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
-	shot := func(name string) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run(chromedp.Navigate(consoleSrv.URL+"/console/signin"), chromedp.WaitVisible(chromedp.ID("token")),
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/signin"), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken+"\r"))
 	browsertest.WaitFor(t, ctx, `location.pathname === "/console/overview"`, 10*time.Second, "the sign-in")
 
 	// Gateways: both instances, with the version their sinks announced,
 	// and both Envoy nodes current.
-	run(chromedp.Navigate(consoleSrv.URL + "/console/gateways"))
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/gateways"))
 	for _, sel := range []string{`tr[data-gateway="caddy"][data-node="caddy-edge-1"]`, `tr[data-gateway="envoy"][data-node="authz-a"]`} {
-		if got := eval(`(document.querySelector('` + sel + ` td.agent') || {}).textContent || ""`); !strings.HasPrefix(got, "mcc-webhook/1 mcc/") {
+		if got := browsertest.Eval(t, ctx, `(document.querySelector('`+sel+` td.agent') || {}).textContent || ""`); !strings.HasPrefix(got, "mcc-webhook/1 mcc/") {
 			t.Errorf("%s: version %q", sel, got)
 		}
 	}
 	for _, id := range []string{"envoy-edge-1", "envoy-edge-2"} {
-		if got := eval(`(document.querySelector('tr[data-node="` + id + `"]') || {dataset: {}}).dataset.state || ""`); got != "SYNCED" {
+		if got := browsertest.Eval(t, ctx, `(document.querySelector('tr[data-node="`+id+`"]') || {dataset: {}}).dataset.state || ""`); got != "SYNCED" {
 			t.Errorf("Envoy node %s: %q, want SYNCED", id, got)
 		}
 	}
 	browsertest.TabReachesAll(t, ctx, "gateways")
-	shot("gateways")
+	browsertest.Shot(t, ctx, shots, "gateways")
 
 	// Events: every stored event is a row of the events view.
-	run(chromedp.Navigate(consoleSrv.URL + "/console/events?range=1h"))
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/events?range=1h"))
 	for _, e := range stored {
-		if eval(fmt.Sprintf(`String(!!document.querySelector('tr[data-id="%s"]'))`, e.ID)) != "true" {
+		if browsertest.Eval(t, ctx, fmt.Sprintf(`String(!!document.querySelector('tr[data-id="%s"]'))`, e.ID)) != "true" {
 			t.Errorf("event %s (%s from %s) is not on the events view", e.ID, e.ReasonCode, e.Node)
 		}
 	}
 
 	// Bans: the address is banned; Lift, with the keyboard.
-	run(chromedp.Navigate(consoleSrv.URL + "/console/bans"))
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/bans"))
 	row := fmt.Sprintf(`tr[data-ban^="address:%s"]`, banned)
-	if eval(`String(!!document.querySelector('`+row+`'))`) != "true" {
-		t.Fatalf("the bans view does not show %s:\n%s", banned, eval(`document.querySelector("main").innerText`))
+	if browsertest.Eval(t, ctx, `String(!!document.querySelector('`+row+`'))`) != "true" {
+		t.Fatalf("the bans view does not show %s:\n%s", banned, browsertest.Eval(t, ctx, `document.querySelector("main").innerText`))
 	}
-	shot("bans-from-gateways")
-	run(chromedp.Focus(chromedp.CSS(row+` button`)), chromedp.KeyEvent("\r"))
+	browsertest.Shot(t, ctx, shots, "bans-from-gateways")
+	browsertest.Do(t, ctx, chromedp.Focus(chromedp.CSS(row+` button`)), chromedp.KeyEvent("\r"))
 	browsertest.WaitFor(t, ctx, `!!document.querySelector(".notice")`, 10*time.Second, "the lift's notice")
-	if eval(`String(!!document.querySelector('`+row+`'))`) != "false" {
+	if browsertest.Eval(t, ctx, `String(!!document.querySelector('`+row+`'))`) != "false" {
 		t.Fatal("the ban is still listed after the lift")
 	}
 	// Both gateways let the address through from their next request.
@@ -281,48 +247,14 @@ func serverEvents(t *testing.T, ts *httptest.Server, token string) []threat.Even
 // from tokenFile by a placeholder.
 func loadCaddyFeedingServer(t *testing.T, srv serverTLS, setFile, upstream, storeURL, ingestURL, tokenFile, spool string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port %d
-	grace_period 1ns
-	skip_install_trust
-	persist_config off
-	log default {
-		level ERROR
-	}
-	servers {
-		trusted_proxies static %s
-	}
-	mcc {
-		fusion_sets %s
-		store redis %s
+	loadCaddyMCC(t, srv, setFile, upstream, fmt.Sprintf(`store redis %s
 		sink webhook %s {
 			header Authorization "Bearer {file.%s}"
 			spool_dir %s
 			min_backoff 20ms
 			max_backoff 200ms
 		}
-		node caddy-edge-1
-	}
-}
-%s:%d {
-	tls %s %s {
-		client_auth {
-			mode request
-		}
-	}
-	fusion_set bank-prod
-	reverse_proxy %s
-}
-`, adminPort, httpPort, httpsPort, strings.Join(trustedRanges, " "), setFile, storeURL, ingestURL, tokenFile, spool,
-		siteHost, httpsPort, srv.CertFile, srv.KeyFile, upstream)
-	caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort: adminPort, LoadRequestTimeout: timeout, TestRequestTimeout: timeout,
-	}).InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.Fatalf("loading the Caddyfile failed:\n%s", cfg)
-	}
+		node caddy-edge-1`, storeURL, ingestURL, tokenFile, spool))
 }
 
 // startAuthzFeedingServer runs mcc authz as `mcc authz` does: the store
@@ -348,31 +280,13 @@ func startAuthzFeedingServer(t *testing.T, setFile string) authv3.AuthorizationC
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := envoyext.New(envoyext.Options{Config: cfg, Store: store, StoreName: "redis", Pipeline: pipeline,
-		Node: "authz-a", TrustedProxies: proxies})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, envoyext.ServeOptions{GRPC: lis}) }()
-	cc, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		cc.Close()
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer ccancel()
 		_ = pipeline.Close(cctx)
 		_ = store.Close()
 	})
-	return authv3.NewAuthorizationClient(cc)
+	return startAuthzWith(t, envoyext.Options{Config: cfg, Store: store, StoreName: "redis", Pipeline: pipeline,
+		Node: "authz-a", TrustedProxies: proxies})
 }

@@ -276,7 +276,14 @@ func startAuthz(t *testing.T, setFile string) authv3.AuthorizationClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := envoyext.New(envoyext.Options{Config: cfg, Node: "parity"})
+	return startAuthzWith(t, envoyext.Options{Config: cfg, Node: "parity"})
+}
+
+// startAuthzWith serves mcc authz with o on a loopback port until the
+// test ends and returns a Check client, as Envoy calls it.
+func startAuthzWith(t *testing.T, o envoyext.Options) authv3.AuthorizationClient {
+	t.Helper()
+	svc, err := envoyext.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package browsertest
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -116,5 +117,44 @@ func TabReachesAll(t *testing.T, ctx context.Context, view string) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("%s: Tab did not reach %d of %d actions: %q", view, len(missing), n, missing)
+	}
+}
+
+// stepTimeout bounds one Do, Eval or Shot: the machine may be loaded.
+const stepTimeout = 30 * time.Second
+
+// Do runs steps in the browser, failing the test on an error.
+func Do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Eval evaluates a JavaScript expression that yields a string.
+func Eval(t *testing.T, ctx context.Context, js string) string {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// Shot saves a screenshot of the whole page as dir/name.png.
+func Shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -89,58 +89,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}()
 
-	run := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
-	shot := func(name string) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	// No session: the console sends the browser to the sign-in form.
-	run(chromedp.Navigate(ts.URL + "/console/overview"))
-	if loc := eval(`location.pathname`); loc != "/console/signin" {
+	browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+"/console/overview"))
+	if loc := browsertest.Eval(t, ctx, `location.pathname`); loc != "/console/signin" {
 		t.Fatalf("without a session the browser is at %s", loc)
 	}
-	shot("signin")
+	browsertest.Shot(t, ctx, shots, "signin")
 	// Sign in with the keyboard: type the token, Enter.
-	run(chromedp.WaitVisible(chromedp.ID("token")), chromedp.SendKeys(chromedp.ID("token"), e.read+"\r"))
+	browsertest.Do(t, ctx, chromedp.WaitVisible(chromedp.ID("token")), chromedp.SendKeys(chromedp.ID("token"), e.read+"\r"))
 	browsertest.WaitFor(t, ctx, `location.pathname !== "/console/signin" || !!document.querySelector(".error")`, 10*time.Second, "the sign-in to answer")
-	if loc := eval(`location.pathname + " " + document.body.innerText.slice(0, 200)`); !strings.HasPrefix(loc, "/console/overview") {
+	if loc := browsertest.Eval(t, ctx, `location.pathname + " " + document.body.innerText.slice(0, 200)`); !strings.HasPrefix(loc, "/console/overview") {
 		t.Fatalf("after sign-in the browser is at %s", loc)
 	}
-	run(chromedp.WaitVisible(chromedp.ID("live")))
-	if got := eval(`document.getElementById("total").textContent`); got != fmt.Sprint(len(evs)) {
+	browsertest.Do(t, ctx, chromedp.WaitVisible(chromedp.ID("live")))
+	if got := browsertest.Eval(t, ctx, `document.getElementById("total").textContent`); got != fmt.Sprint(len(evs)) {
 		t.Fatalf("overview total %s, want %d", got, len(evs))
 	}
-	if n := eval(`String(document.querySelectorAll("svg.chart polyline").length)`); n == "0" {
+	if n := browsertest.Eval(t, ctx, `String(document.querySelectorAll("svg.chart polyline").length)`); n == "0" {
 		t.Fatal("the overview draws no chart")
 	}
 	browsertest.WaitFor(t, ctx, `document.getElementById("live-status").textContent === "live"`, 10*time.Second, "the live feed to open")
-	shot("overview")
+	browsertest.Shot(t, ctx, shots, "overview")
 	// A smaller picture of the same view, for the README.
 	sctx, cancelShot := context.WithTimeout(ctx, 30*time.Second)
 	small, err := chromedp.Run(sctx, chromedp.ScreenshotScale(chromedp.CSS("main"), 0.6))
@@ -170,10 +139,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if len(feeds.resumed()) <= before {
 		t.Fatal("the browser did not resume the feed with Last-Event-ID")
 	}
-	if got := eval(`document.getElementById("live-count").textContent`); !strings.HasPrefix(got, "6 new") {
+	if got := browsertest.Eval(t, ctx, `document.getElementById("live-count").textContent`); !strings.HasPrefix(got, "6 new") {
 		t.Fatalf("live count %q, want 6 new (each event once)", got)
 	}
-	if n := eval(`String(new Set(Array.from(document.querySelectorAll("#live-rows tr")).map(function (r) { return r.getAttribute("data-id"); })).size === document.querySelectorAll("#live-rows tr").length)`); n != "true" {
+	if n := browsertest.Eval(t, ctx, `String(new Set(Array.from(document.querySelectorAll("#live-rows tr")).map(function (r) { return r.getAttribute("data-id"); })).size === document.querySelectorAll("#live-rows tr").length)`); n != "true" {
 		t.Fatal("an event is shown twice")
 	}
 
@@ -185,22 +154,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"bans", "/console/bans?fusionSet=shop-prod"},
 		{"events", "/console/events?range=1h&externalId=req-live-1"},
 	} {
-		run(chromedp.Navigate(ts.URL + v.path))
-		if got := eval(`location.pathname`); got != strings.SplitN(v.path, "?", 2)[0] {
+		browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+v.path))
+		if got := browsertest.Eval(t, ctx, `location.pathname`); got != strings.SplitN(v.path, "?", 2)[0] {
 			t.Fatalf("%s: at %s", v.name, got)
 		}
 		browsertest.TabReachesAll(t, ctx, v.name)
-		shot(v.name + "-" + strings.ReplaceAll(strings.SplitN(v.path, "?", 2)[1], "&", "_"))
+		browsertest.Shot(t, ctx, shots, v.name+"-"+strings.ReplaceAll(strings.SplitN(v.path, "?", 2)[1], "&", "_"))
 	}
 	// The support desk's search finds the event by its reference.
-	if got := eval(`document.querySelector("tr[data-id]").getAttribute("data-id")`); got != fresh.ID {
+	if got := browsertest.Eval(t, ctx, `document.querySelector("tr[data-id]").getAttribute("data-id")`); got != fresh.ID {
 		t.Fatalf("search for req-live-1 shows %s, want %s", got, fresh.ID)
 	}
 	// Sign out with the keyboard: focus the button, press Enter.
-	run(chromedp.Focus(chromedp.CSS(".signout button")), chromedp.KeyEvent("\r"))
+	browsertest.Do(t, ctx, chromedp.Focus(chromedp.CSS(".signout button")), chromedp.KeyEvent("\r"))
 	browsertest.WaitFor(t, ctx, `location.pathname === "/console/signin"`, 10*time.Second, "the sign-in page after sign-out")
-	run(chromedp.Navigate(ts.URL + "/console/events"))
-	if got := eval(`location.pathname`); got != "/console/signin" {
+	browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+"/console/events"))
+	if got := browsertest.Eval(t, ctx, `location.pathname`); got != "/console/signin" {
 		t.Fatalf("after sign-out the events view answered at %s", got)
 	}
 
@@ -220,7 +189,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// The collector does see a CSP violation: inline script is refused
 	// and reported (a check of this test, not of the console).
-	eval(`(function () { var s = document.createElement("script"); s.textContent = "1"; document.body.appendChild(s); return "ok"; })()`)
+	browsertest.Eval(t, ctx, `(function () { var s = document.createElement("script"); s.textContent = "1"; document.body.appendChild(s); return "ok"; })()`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		msgMu.Lock()

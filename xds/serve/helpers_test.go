@@ -10,16 +10,15 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/mccgate/mcc/xds/serve"
 	"github.com/mccgate/mcc/xds/translate"
+	"github.com/mccgate/mcc/xds/xdstest"
 )
 
 // testTimeout is generous: the machine may be loaded; nothing asserts speed.
@@ -102,27 +101,7 @@ func typeVersion(t *testing.T, h *harness, group, typ string) string {
 var allTypes = []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
 // rejectHost NACKs listener responses whose filter chains serve host.
-func rejectHost(host string) func(string, map[string]*anypb.Any) error {
-	return func(typ string, res map[string]*anypb.Any) error {
-		if typ != resourcev3.ListenerType {
-			return nil
-		}
-		for name, a := range res {
-			l := &listenerv3.Listener{}
-			if err := a.UnmarshalTo(l); err != nil {
-				return err
-			}
-			for _, fc := range l.FilterChains {
-				for _, sn := range fc.GetFilterChainMatch().GetServerNames() {
-					if sn == host {
-						return fmt.Errorf("listener %s: server name %s: test rejects it", name, host)
-					}
-				}
-			}
-		}
-		return nil
-	}
-}
+func rejectHost(host string) xdstest.RejectFunc { return xdstest.RejectServerName(host) }
 
 func contains(s string, subs ...string) error {
 	for _, sub := range subs {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,9 +158,34 @@ sinks:
 
 	ctx := browsertest.Start(t)
 	shots := browsertest.ScreenshotDir(t)
+	msgCtx, stopMsgs := context.WithCancel(ctx)
+	defer stopMsgs()
+	var msgMu sync.Mutex
+	var messages []chromedp.ConsoleMessage
+	consoleMsgs := chromedp.Console(msgCtx)
+	go func() {
+		for m, err := range consoleMsgs {
+			if err != nil {
+				return
+			}
+			msgMu.Lock()
+			messages = append(messages, m)
+			msgMu.Unlock()
+		}
+	}()
 	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/signin"), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken+"\r"))
 	browsertest.WaitFor(t, ctx, `location.pathname === "/console/overview"`, 10*time.Second, "the sign-in")
+
+	// Overview and offenders: what the gateways sent, counted and ranked.
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/overview?range=1h"))
+	if got := browsertest.Eval(t, ctx, `document.getElementById("total").textContent`); got != fmt.Sprint(len(stored)) {
+		t.Errorf("overview total %s, want the %d events the gateways sent", got, len(stored))
+	}
+	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/offenders?range=1h&kind=address"))
+	if got := browsertest.Eval(t, ctx, `document.querySelector("table.offenders tbody tr td").textContent`); got != banned {
+		t.Errorf("the top offending address is %q, want %s (its refusals at Caddy and mcc authz)", got, banned)
+	}
 
 	// Gateways: both instances, with the version their sinks announced,
 	// and both Envoy nodes current.
@@ -197,6 +223,13 @@ sinks:
 	if browsertest.Eval(t, ctx, `String(!!document.querySelector('`+row+`'))`) != "false" {
 		t.Fatal("the ban is still listed after the lift")
 	}
+	msgMu.Lock()
+	for _, m := range messages {
+		if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+			t.Errorf("console %s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line)
+		}
+	}
+	msgMu.Unlock()
 	// Both gateways let the address through from their next request.
 	if got := cloneViaCaddy(t, srv, valid, banned, "console-dev-5"); got.action != "allow" {
 		t.Errorf("Caddy after the lift: %+v, want allowed", got)

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/mccgate/mcc/server"
 	"github.com/mccgate/mcc/threat"
 	"github.com/mccgate/mcc/threat/redisstore"
+	"github.com/mccgate/mcc/threat/threattest"
 )
 
 // feedRequests records the Last-Event-ID of each live feed request, so
@@ -152,6 +154,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"offenders", "/console/offenders?range=1h"},
 		{"builds", "/console/builds?fusionSet=shop-prod"},
 		{"bans", "/console/bans?fusionSet=shop-prod"},
+		{"gateways", "/console/gateways?range=1h"},
 		{"events", "/console/events?range=1h&externalId=req-live-1"},
 	} {
 		browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+v.path))
@@ -220,4 +223,107 @@ func banSomeone(t *testing.T, storeURL string) {
 	if err != nil || res.BannedUntil.IsZero() {
 		t.Fatalf("banning: %+v %v", res, err)
 	}
+}
+
+// TestOverviewInBrowserAt1000EventsPerSecond opens the overview in
+// Chromium while 5,000 events arrive at 1,000 a second through the
+// gateways' webhook sink. The page counts every event once, draws the
+// newest 100 without a duplicate and says how many it drew, and its total
+// and charts catch up with the server's rollups. How responsive the page
+// stayed (the longest gap between animation frames, long tasks) is
+// logged, a figure rather than an assertion on this shared machine.
+func TestOverviewInBrowserAt1000EventsPerSecond(t *testing.T) {
+	e := startEnv(t, "")
+	ts := httptest.NewTLSServer(e.srv.Handler())
+	t.Cleanup(ts.Close)
+	ctx := browsertest.Start(t)
+	browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+"/console/signin"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), e.read+"\r"))
+	browsertest.WaitFor(t, ctx, `location.pathname === "/console/overview"`, 10*time.Second, "the sign-in")
+	browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+"/console/overview?range=1h"))
+	browsertest.WaitFor(t, ctx, `document.getElementById("live-status").textContent === "live"`, 10*time.Second, "the live feed")
+	if got := browsertest.Eval(t, ctx, `document.getElementById("total").textContent`); got != "0" {
+		t.Fatalf("the overview starts with %s events, want 0", got)
+	}
+	// Probes: every animation frame's gap, and the long tasks (over 50 ms
+	// of script or layout) the browser reports.
+	browsertest.Eval(t, ctx, `(function () {
+		window.__gaps = []; var last = performance.now();
+		function tick(now) { window.__gaps.push(now - last); last = now; requestAnimationFrame(tick); }
+		requestAnimationFrame(tick);
+		window.__long = [];
+		new PerformanceObserver(function (l) { l.getEntries().forEach(function (x) { window.__long.push(x.duration); }); }).observe({ entryTypes: ["longtask"] });
+		return "ok";
+	})()`)
+
+	const total, perTick, tick = 5000, 50, 50 * time.Millisecond
+	sink := e.sink(t)
+	now := e.clock.Now()
+	start := time.Now()
+	for i := 0; i < total/perTick; i++ {
+		batch := make([]*threat.Event, perTick)
+		for j := range batch {
+			ev := threattest.Event(threat.AllReasons[(i*perTick+j)%len(threat.AllReasons)])
+			ev.Time = now.Add(-time.Duration(1+(i*perTick+j)%50_000) * time.Millisecond)
+			ev.FusionSet = []string{"bank-prod", "bank-beta"}[j%2]
+			batch[j] = ev
+		}
+		if err := sink.Deliver(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * tick)))
+	}
+	sent := time.Since(start)
+	deadline := time.Now().Add(60 * time.Second)
+	for sink.Stats().Delivered < total && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stored := time.Since(start)
+	if st := sink.Stats(); st.Delivered != total {
+		t.Fatalf("the sink delivered %d of %d", st.Delivered, total)
+	}
+	browsertest.WaitFor(t, ctx, fmt.Sprintf(`document.getElementById("live-count").textContent.indexOf("%d new") === 0`, total), 60*time.Second, "every event on the page")
+	shown := time.Since(start)
+	countLine := browsertest.Eval(t, ctx, `document.getElementById("live-count").textContent`)
+	if !strings.Contains(countLine, "drawn, the rest in Events") {
+		t.Errorf("the count line does not say how many rows it drew: %q", countLine)
+	}
+	rows := browsertest.Eval(t, ctx, `(function () {
+		var ids = Array.from(document.querySelectorAll("#live-rows tr")).map(function (r) { return r.getAttribute("data-id"); });
+		return ids.length + " " + new Set(ids).size;
+	})()`)
+	if rows != "100 100" {
+		t.Errorf("rows and distinct rows: %s, want 100 100", rows)
+	}
+	// The charts are fetched again while events arrive; the last fetch
+	// after the burst counts every event.
+	browsertest.WaitFor(t, ctx, fmt.Sprintf(`document.getElementById("total").textContent === "%d" && Number(document.getElementById("charts").getAttribute("data-updates")) >= 1`, total),
+		30*time.Second, "the total and charts to catch up")
+	var probe struct {
+		Frames             int
+		MaxGap, P99Gap     float64
+		LongTasks          int
+		LongTotal, LongMax float64
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(sctx, chromedp.Evaluate[string](`(function () {
+		var g = window.__gaps.slice(1).sort(function (a, b) { return a - b; });
+		var l = window.__long;
+		return JSON.stringify({ Frames: g.length, MaxGap: g[g.length - 1] || 0, P99Gap: g[Math.floor(g.length * 0.99)] || 0,
+			LongTasks: l.length, LongTotal: l.reduce(function (a, b) { return a + b; }, 0), LongMax: Math.max.apply(null, l.concat([0])) });
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(raw), &probe); err != nil {
+		t.Fatal(err)
+	}
+	if probe.Frames == 0 {
+		t.Fatal("the page drew no animation frame: the responsiveness probe measured nothing")
+	}
+	t.Logf("%d events at %.0f/s: stored %v after the first, on the page %v after; page: %d frames, frame gap p99 %.0f ms, max %.0f ms; %d long tasks, %.0f ms in all, longest %.0f ms; %s",
+		total, float64(total)/sent.Seconds(), stored.Round(time.Millisecond), shown.Round(time.Millisecond),
+		probe.Frames, probe.P99Gap, probe.MaxGap, probe.LongTasks, probe.LongTotal, probe.LongMax, countLine)
+	sink.Close()
 }

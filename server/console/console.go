@@ -113,6 +113,7 @@ func (c *Console) routes() {
 		http.Redirect(w, r, Prefix+"/overview", http.StatusSeeOther)
 	}))
 	c.mux.Handle("GET "+Prefix+"/overview", c.page(c.overview))
+	c.mux.Handle("GET "+Prefix+"/overview/charts", c.data(c.overviewChartsFragment))
 	c.mux.Handle("GET "+Prefix+"/offenders", c.page(c.offenders))
 	c.mux.Handle("GET "+Prefix+"/events", c.page(c.events))
 	c.mux.Handle("GET "+Prefix+"/builds", c.page(c.builds))

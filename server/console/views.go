@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -107,12 +108,73 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	now := c.Now()
-	from, to, bucket := f.window(now)
-	buckets := int(to.Sub(from) / bucket)
-	rows, err := c.DB.Rollups(r.Context(), store.RollupQuery{From: from, To: to, Bucket: bucket, FusionSet: f.FusionSet, Reason: f.Reason, Action: f.Action})
-	if err != nil {
+	data := common(f, Prefix+"/overview", nil)
+	if err := c.overviewCharts(r.Context(), f, now, data); err != nil {
 		c.internal(w, r, "the rollups", err)
 		return
+	}
+	// The feed continues after the newest number at render time, read
+	// before the list below: an event stored in between is in both, and
+	// the page shows it once (rows carry their event id).
+	after, err := c.DB.LastEventSeq(r.Context())
+	if err != nil {
+		c.internal(w, r, "the event sequence", err)
+		return
+	}
+	q := f.query(now)
+	q.Limit = 20
+	latest, _, err := c.DB.ListEvents(r.Context(), q)
+	if err != nil {
+		c.internal(w, r, "the events", err)
+		return
+	}
+	stream := f.link(Prefix + "/stream")
+	sep := "?"
+	if strings.Contains(stream, "?") {
+		sep = "&"
+	}
+	data["Title"] = "Overview"
+	data["Latest"] = rowsOf(latest, f)
+	data["Stream"] = stream + sep + "after=" + strconv.FormatInt(after, 10)
+	data["Charts"] = f.link(Prefix + "/overview/charts")
+	data["EventsLink"] = f.link(Prefix + "/events")
+	c.render(w, r, http.StatusOK, "overview", s, data)
+}
+
+// overviewChartsFragment serves the overview's total, charts and legends
+// alone: the open page fetches them again while events arrive, so its
+// charts follow the live feed.
+func (c *Console) overviewChartsFragment(w http.ResponseWriter, r *http.Request, _ *session) {
+	f, ok := c.filterOf(w, r)
+	if !ok {
+		return
+	}
+	data := map[string]any{}
+	if err := c.overviewCharts(r.Context(), f, c.Now(), data); err != nil {
+		if r.Context().Err() == nil {
+			c.Log.Error("console: the rollups", zap.Error(err))
+		}
+		http.Error(w, "the charts could not be read", http.StatusInternalServerError)
+		return
+	}
+	var buf bytes.Buffer
+	if err := c.pages["overview"].ExecuteTemplate(&buf, "charts", data); err != nil {
+		c.Log.Error("console: rendering the charts", zap.Error(err))
+		http.Error(w, "the charts could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// overviewCharts adds to data the total, the legends and the SVG charts
+// of f's range at now, from the rollups.
+func (c *Console) overviewCharts(ctx context.Context, f filter, now time.Time, data map[string]any) error {
+	from, to, bucket := f.window(now)
+	buckets := int(to.Sub(from) / bucket)
+	rows, err := c.DB.Rollups(ctx, store.RollupQuery{From: from, To: to, Bucket: bucket, FusionSet: f.FusionSet, Reason: f.Reason, Action: f.Action})
+	if err != nil {
+		return err
 	}
 	byReason, bySet, byAction := map[string][]int64{}, map[string][]int64{}, map[string][]int64{}
 	add := func(m map[string][]int64, k string, i int, n int64) {
@@ -138,38 +200,13 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	sets := topSeries(bySet, buckets, eventsLink("fusionSet"))
 	actions := topSeries(byAction, buckets, eventsLink("action"))
 	per := "per " + strings.TrimSuffix(strings.TrimSuffix(bucket.String(), "0s"), "0m")
-	// The feed continues after the newest number at render time, read
-	// before the list below: an event stored in between is in both, and
-	// the page shows it once (rows carry their event id).
-	after, err := c.DB.LastEventSeq(r.Context())
-	if err != nil {
-		c.internal(w, r, "the event sequence", err)
-		return
-	}
-	q := f.query(now)
-	q.Limit = 20
-	latest, _, err := c.DB.ListEvents(r.Context(), q)
-	if err != nil {
-		c.internal(w, r, "the events", err)
-		return
-	}
-	stream := f.link(Prefix + "/stream")
-	sep := "?"
-	if strings.Contains(stream, "?") {
-		sep = "&"
-	}
-	data := common(f, Prefix+"/overview", nil)
-	data["Title"] = "Overview"
 	data["Total"] = total
 	data["Per"] = per
 	data["Reasons"], data["Sets"], data["Actions"] = reasons, sets, actions
 	data["ReasonChart"] = svgChart("Events "+per+" by reason", reasons, from, bucket, buckets)
 	data["SetChart"] = svgChart("Events "+per+" by fusion set", sets, from, bucket, buckets)
 	data["ActionChart"] = svgChart("Blocked and reported "+per, actions, from, bucket, buckets)
-	data["Latest"] = rowsOf(latest, f)
-	data["Stream"] = stream + sep + "after=" + strconv.FormatInt(after, 10)
-	data["EventsLink"] = f.link(Prefix + "/events")
-	c.render(w, r, http.StatusOK, "overview", s, data)
+	return nil
 }
 
 // eventRow is an event as a table row shows it, the document pretty.

@@ -5,6 +5,9 @@
 // animation frame and the table keeps the newest maxRows; the line above
 // the table says how many arrived and how many were drawn, so a burst
 // that the page samples says so instead of dropping events silently.
+// While events arrive, the charts are fetched again from the server at
+// most every chartEvery ms (they are drawn from the per-minute rollups,
+// which the feed does not carry).
 (function () {
   "use strict";
   // A blocked resource or inline code means the page and its CSP
@@ -18,7 +21,11 @@
   var tbody = document.getElementById("live-rows");
   var status = document.getElementById("live-status");
   var count = document.getElementById("live-count");
-  var total = document.getElementById("total");
+  var charts = document.getElementById("charts");
+  var chartEvery = 5000, chartTimer = null, chartFetching = false, chartUpdates = 0;
+  // The total shown is the server's (at render or at the last chart
+  // fetch) plus what the feed brought since.
+  var totalBase = 0, receivedAtBase = 0;
   var seen = new Set();
   Array.prototype.forEach.call(tbody.querySelectorAll("tr[data-id]"), function (tr) { seen.add(tr.getAttribute("data-id")); });
   var queue = [];
@@ -67,9 +74,35 @@
     drawn += batch.length;
     while (tbody.rows.length > maxRows) { tbody.deleteRow(tbody.rows.length - 1); }
     count.textContent = received + " new since the page opened" + (drawn < received ? " (" + drawn + " drawn, the rest in Events)" : "");
-    if (total) { total.textContent = String(Number(total.getAttribute("data-base") || total.textContent) + received); }
+    showTotal();
   }
-  if (total) { total.setAttribute("data-base", total.textContent); }
+  function showTotal() {
+    var total = document.getElementById("total");
+    if (total) { total.textContent = String(totalBase + received - receivedAtBase); }
+  }
+  function takeTotal() {
+    var total = document.getElementById("total");
+    totalBase = total ? Number(total.textContent) : 0;
+  }
+  takeTotal();
+  function refreshCharts() {
+    chartTimer = null;
+    if (chartFetching) { chartTimer = setTimeout(refreshCharts, chartEvery); return; }
+    chartFetching = true;
+    var at = received;
+    fetch(charts.getAttribute("data-src"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { if (!r.ok) { throw new Error("charts: " + r.status); } return r.text(); })
+      .then(function (html) {
+        charts.innerHTML = html;
+        takeTotal();
+        receivedAtBase = at;
+        showTotal();
+        chartUpdates++;
+        charts.setAttribute("data-updates", String(chartUpdates));
+      })
+      .catch(function () { /* the next event schedules another try */ })
+      .then(function () { chartFetching = false; });
+  }
 
   var es = new EventSource(live.getAttribute("data-stream"));
   es.addEventListener("open", function () { status.textContent = "live"; });
@@ -86,5 +119,6 @@
     // A hidden tab draws no frames: keep only what the table could show.
     if (queue.length > 2 * maxRows) { queue = queue.slice(-maxRows); }
     if (!scheduled) { scheduled = true; requestAnimationFrame(draw); }
+    if (charts && !chartTimer) { chartTimer = setTimeout(refreshCharts, chartEvery); }
   });
 })();

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -158,21 +157,7 @@ sinks:
 
 	ctx := browsertest.Start(t)
 	shots := browsertest.ScreenshotDir(t)
-	msgCtx, stopMsgs := context.WithCancel(ctx)
-	defer stopMsgs()
-	var msgMu sync.Mutex
-	var messages []chromedp.ConsoleMessage
-	consoleMsgs := chromedp.Console(msgCtx)
-	go func() {
-		for m, err := range consoleMsgs {
-			if err != nil {
-				return
-			}
-			msgMu.Lock()
-			messages = append(messages, m)
-			msgMu.Unlock()
-		}
-	}()
+	consoleMessages := browsertest.Console(t, ctx)
 	browsertest.Do(t, ctx, chromedp.Navigate(consoleSrv.URL+"/console/signin"), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken+"\r"))
 	browsertest.WaitFor(t, ctx, `location.pathname === "/console/overview"`, 10*time.Second, "the sign-in")
@@ -223,13 +208,11 @@ sinks:
 	if browsertest.Eval(t, ctx, `String(!!document.querySelector('`+row+`'))`) != "false" {
 		t.Fatal("the ban is still listed after the lift")
 	}
-	msgMu.Lock()
-	for _, m := range messages {
+	for _, m := range consoleMessages() {
 		if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
 			t.Errorf("console %s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line)
 		}
 	}
-	msgMu.Unlock()
 	// Both gateways let the address through from their next request.
 	if got := cloneViaCaddy(t, srv, valid, banned, "console-dev-5"); got.action != "allow" {
 		t.Errorf("Caddy after the lift: %+v, want allowed", got)

@@ -6,6 +6,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,5 +158,30 @@ func Shot(t *testing.T, ctx context.Context, dir, name string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Console collects the page console's messages (and exceptions) from now
+// until the test ends; the function returns those collected so far.
+func Console(t *testing.T, ctx context.Context) func() []chromedp.ConsoleMessage {
+	msgCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	var mu sync.Mutex
+	var messages []chromedp.ConsoleMessage
+	stream := chromedp.Console(msgCtx)
+	go func() {
+		for m, err := range stream {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			messages = append(messages, m)
+			mu.Unlock()
+		}
+	}()
+	return func() []chromedp.ConsoleMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(messages)
 	}
 }

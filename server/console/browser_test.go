@@ -75,21 +75,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	ctx := browsertest.Start(t)
 	// Collect console messages from the first page on.
-	var msgMu sync.Mutex
-	var messages []chromedp.ConsoleMessage
-	msgCtx, stopMsgs := context.WithCancel(ctx)
-	defer stopMsgs()
-	consoleMsgs := chromedp.Console(msgCtx)
-	go func() {
-		for m, err := range consoleMsgs {
-			if err != nil {
-				return
-			}
-			msgMu.Lock()
-			messages = append(messages, m)
-			msgMu.Unlock()
-		}
-	}()
+	consoleMessages := browsertest.Console(t, ctx)
 
 	// No session: the console sends the browser to the sign-in form.
 	browsertest.Do(t, ctx, chromedp.Navigate(ts.URL+"/console/overview"))
@@ -176,9 +162,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("after sign-out the events view answered at %s", got)
 	}
 
-	msgMu.Lock()
-	seen := slices.Clone(messages)
-	msgMu.Unlock()
+	seen := consoleMessages()
 	for _, m := range seen {
 		// The feed cut by CloseClientConnections above is reported by the
 		// browser's network log; that is the test's doing.
@@ -195,11 +179,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	browsertest.Eval(t, ctx, `(function () { var s = document.createElement("script"); s.textContent = "1"; document.body.appendChild(s); return "ok"; })()`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		msgMu.Lock()
-		found := slices.ContainsFunc(messages[len(seen):], func(m chromedp.ConsoleMessage) bool {
+		found := slices.ContainsFunc(consoleMessages()[len(seen):], func(m chromedp.ConsoleMessage) bool {
 			return m.Type == chromedp.ConsoleError && strings.Contains(m.Text, "script")
 		})
-		msgMu.Unlock()
 		if found {
 			break
 		}

@@ -342,11 +342,27 @@ const (
 	eventIndexRun     = 50_000
 )
 
-// indexEvents runs the event indexer until ctx is done.
+// indexEvents runs the event indexer until ctx is done. A failure (the
+// database away, a full disk) is logged when it starts, at most once a
+// minute while it lasts, and when it ends; the pending events stay
+// findable meanwhile, and the gateways view shows how many there are.
 func (s *Server) indexEvents(ctx context.Context) {
 	t := time.NewTicker(eventIndexPoll)
 	defer t.Stop()
-	var last time.Time
+	var last, failingSince, loggedAt time.Time
+	fail := func(err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		now := time.Now()
+		if failingSince.IsZero() {
+			failingSince = now
+		}
+		if now.Sub(loggedAt) >= time.Minute {
+			loggedAt = now
+			s.log.Error("indexing events", zap.Error(err), zap.Duration("failing_for", now.Sub(failingSince).Round(time.Second)))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -355,26 +371,28 @@ func (s *Server) indexEvents(ctx context.Context) {
 		}
 		span, err := s.db.PendingSpan(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("indexing events", zap.Error(err))
-			}
+			fail(err)
 			continue
 		}
 		if span == 0 || (span < eventIndexPending && time.Since(last) < eventIndexEvery) {
 			continue
 		}
 		last = time.Now()
+		ok := true
 		for {
 			n, err := s.db.IndexPendingEvents(ctx, eventIndexRun)
 			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Error("indexing events", zap.Error(err))
-				}
+				fail(err)
+				ok = false
 				break
 			}
 			if n < eventIndexRun {
 				break
 			}
+		}
+		if ok && !failingSince.IsZero() {
+			s.log.Info("indexing events again", zap.Duration("failed_for", time.Since(failingSince).Round(time.Second)))
+			failingSince, loggedAt = time.Time{}, time.Time{}
 		}
 	}
 }

@@ -121,7 +121,7 @@ func runServerRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	enrollRate := fs.Float64("enroll-rate-limit", server.DefaultEnrollRateLimit, "requests per second allowed per client address (IPv4 /32, IPv6 /64) on the enrollment listener (0: no limit)")
 	enrollBurst := fs.Int("enroll-rate-burst", server.DefaultEnrollRateBurst, "requests an address may send at once above --enroll-rate-limit")
 	var xdsStatus stringsFlag
-	fs.Var(&xdsStatus, "xds-status", "`URL` of an mcc xds admin port's /status (repeat for each instance): the console's gateways view shows each Envoy node's ACKed versions and last NACK; plain http only to loopback")
+	fs.Var(&xdsStatus, "xds-status", "`URL` of an mcc xds admin port's /status (repeat for each instance): the console's gateways view shows each Envoy node's ACKed versions and last NACK; plain http only to loopback, where the admin token still reaches whatever holds the port while mcc xds is down: prefer https")
 	xdsTokenFile := fs.String("xds-status-token-file", "", "`file` holding the admin token of mcc xds (its --admin-token-file)")
 	xdsCA := fs.String("xds-status-ca", "", "PEM `file` of the CA that signed an https admin port's certificate (default: the system roots)")
 	if err := parseFlags(fs, args); err != nil {

@@ -3,10 +3,7 @@
 // Caddy built with xcaddy it is one of the dependencies.
 package version
 
-import (
-	"runtime/debug"
-	"strings"
-)
+import "runtime/debug"
 
 // ModulePath is mcc's module path.
 const ModulePath = "github.com/mccgate/mcc"
@@ -60,22 +57,4 @@ func fromBuildInfo(bi *debug.BuildInfo) Info {
 		in.Version = m.Version
 	}
 	return in
-}
-
-// Short is the version with the first 12 digits of the revision, as a
-// User-Agent product version can carry it: "v0.4.0", "(devel)+3f2c1a9b0d4e",
-// "(devel)+3f2c1a9b0d4e.modified".
-func (in Info) Short() string {
-	s := in.Version
-	if in.Revision != "" {
-		rev := in.Revision
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		s += "+" + rev
-		if in.Modified {
-			s += ".modified"
-		}
-	}
-	return strings.ReplaceAll(s, " ", "")
 }

@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -697,7 +695,7 @@ func checkDevice(dev map[string]string) []FieldError {
 		switch {
 		case !threat.IsDeviceKey(k):
 			errs = append(errs, FieldError{Field: field, Detail: "is not a device context key of the event schema"})
-		case len(v) > maxDeviceValueLen || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) }):
+		case len(v) > maxDeviceValueLen || !printable(v):
 			errs = append(errs, FieldError{Field: field, Detail: fmt.Sprintf("must be printable text of at most %d bytes", maxDeviceValueLen)})
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/mccgate/mcc/server/auth"
@@ -132,6 +133,12 @@ func eventRow(shape *eventShape, raw json.RawMessage, path string, received time
 			ps.add(path+"."+c.field, detail)
 		}
 	}
+	// The node names a gateway on the console: no format characters
+	// (bidi overrides, zero-width joiners) that would let one name pass
+	// for another.
+	if !printable(e.Node) {
+		ps.add(path+".node", "must be printable text")
+	}
 	doc, err := compactJSON(raw)
 	if err != nil { // valid JSON: the body decoded
 		ps.add(path, "must be JSON")
@@ -182,6 +189,13 @@ func senderAgent(ua string) string {
 		ua = ua[:len(ua)-size]
 	}
 	return ua
+}
+
+// printable reports whether v is valid UTF-8 of printable characters
+// only (unicode.IsPrint: no controls, no format characters, no line or
+// paragraph separators).
+func printable(v string) bool {
+	return utf8.ValidString(v) && !strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) })
 }
 
 // storableTime reports whether t fits the database's unix nanoseconds.

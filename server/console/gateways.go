@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mccgate/mcc/server/store"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -19,6 +20,10 @@ const maxGatewayRows = 200
 // events, so quiet is not down, but a fleet where one instance is quiet
 // while the others report is worth a look.
 const gatewayQuiet = 15 * time.Minute
+
+// indexBehind is how many events waiting for the event index the view
+// calls a backlog: the server indexes once a second, in runs of 50,000.
+const indexBehind = 100_000
 
 // gatewayKinds names the gateway values of threat events.
 var gatewayKinds = map[string]string{
@@ -56,7 +61,19 @@ func (c *Console) gateways(w http.ResponseWriter, r *http.Request, s *session) {
 			rows[i].LastEvent = stamp(g.LastEvent)
 		}
 	}
+	recorded, err := c.DB.GatewayInstanceCount(r.Context())
+	if err != nil {
+		c.internal(w, r, "the gateway instances", err)
+		return
+	}
+	pending, err := c.DB.PendingSpan(r.Context())
+	if err != nil {
+		c.internal(w, r, "the event index", err)
+		return
+	}
 	data := map[string]any{"Title": "Gateways", "Instances": rows, "More": len(list) == maxGatewayRows,
+		"Pending": pending, "Behind": pending > indexBehind,
+		"Recorded": recorded, "Full": recorded >= store.MaxGatewayInstances, "PerToken": store.MaxGatewayInstancesPerToken,
 		"XDS": c.xdsViews(r.Context(), now), "XDSConfigured": len(c.XDS) > 0}
 	c.render(w, r, http.StatusOK, "gateways", s, data)
 }

@@ -216,10 +216,21 @@ func (db *DB) PurgeEvents(ctx context.Context, before time.Time) (int64, error) 
 			return total, fmt.Errorf("events: purging: %w", err)
 		}
 		total += n
-		if n < purgeBatch || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return total, ctx.Err()
 		}
+		if n < purgeBatch {
+			break
+		}
 	}
+	// Index rows whose event is gone another way: on PostgreSQL the
+	// indexer can copy an event a concurrent purge is deleting, and an
+	// instance of an older mcc purges events alone during an upgrade.
+	if _, err := db.Exec(ctx, `DELETE FROM event_index WHERE time_ns < ?
+		AND NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = event_index.seq)`, NS(before)); err != nil {
+		return total, fmt.Errorf("events: purging stray index rows: %w", err)
+	}
+	return total, nil
 }
 
 // PurgeRollups deletes rollup minutes before before.

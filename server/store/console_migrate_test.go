@@ -97,3 +97,53 @@ func migration3Backfill(t *testing.T, open func() (*DB, error)) {
 		t.Fatalf("the next event is numbered %+v (%v), want %d", next, err, len(rows)+1)
 	}
 }
+
+// TestMigration4NumbersStrayEventsSQLite and ...Postgres: an event stored
+// without a number at schema 3 (an older mcc writing during an upgrade) is
+// numbered after the others by migration 4, which then succeeds.
+func TestMigration4NumbersStrayEventsSQLite(t *testing.T) {
+	dir := t.TempDir()
+	migration4Stray(t, func() (*DB, error) { return Open(context.Background(), Options{DataDir: dir}) })
+}
+
+func TestMigration4NumbersStrayEventsPostgres(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	migration4Stray(t, func() (*DB, error) { return Open(context.Background(), Options{URL: url}) })
+}
+
+func migration4Stray(t *testing.T, open func() (*DB, error)) {
+	ctx := context.Background()
+	all := migrations
+	migrations = all[:3]
+	db, err := open()
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := eventsRows(3, 0)
+	if _, err := db.InsertEvents(ctx, rows[:2]); err != nil {
+		t.Fatal(err)
+	}
+	e := rows[2]
+	if _, err := db.Exec(ctx, `INSERT INTO events (id, time_ns, received_ns, fusion_set, reason, action, client_ip,
+		device_id, serial, cert_sha256, external_id, build_id, app_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, NS(e.Time), NS(e.Received), e.FusionSet, e.Reason, e.Action, e.ClientIP, e.DeviceID, e.Serial, e.CertSHA256,
+		e.ExternalID, e.BuildID, e.AppID, e.Doc); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = open(); err != nil {
+		t.Fatalf("migrating a database with an unnumbered event: %v", err)
+	}
+	defer db.Close()
+	feed, err := db.EventsAfter(ctx, 0, EventQuery{}, 10)
+	if err != nil || len(feed) != 3 || feed[2].ID != e.ID || feed[2].Seq != 3 {
+		t.Fatalf("after migration: %+v (%v), want the unnumbered event third, numbered 3", feed, err)
+	}
+	if n, err := db.InsertEvents(ctx, eventsRows(1, 50)); err != nil || n != 1 {
+		t.Fatalf("insert after migration: %d, %v", n, err)
+	}
+	if next, err := db.EventsAfter(ctx, 3, EventQuery{}, 10); err != nil || len(next) != 1 || next[0].Seq != 4 {
+		t.Fatalf("the next event: %+v (%v), want number 4", next, err)
+	}
+}

@@ -154,7 +154,20 @@ func consoleStoreChecks(t *testing.T, db *DB) {
 		t.Fatal("an unknown offender kind was accepted")
 	}
 
-	// Retention: raw events before the cut go, their rollups stay.
+	// Retention: raw events before the cut go, with their index rows, and
+	// so does an index row whose event went another way; the rollups stay.
+	for {
+		if moved, err := db.IndexPendingEvents(ctx, 1000); err != nil || moved == 0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO event_index (seq, time_ns, id, client_ip, device_id, serial, external_id)
+		VALUES (999999, ?, 'stray', '', '', '', '')`, NS(rows[0].Time)); err != nil {
+		t.Fatal(err)
+	}
 	cut := rows[0].Time.Add(60 * time.Second)
 	n, err := db.PurgeEvents(ctx, cut)
 	if err != nil {
@@ -172,6 +185,13 @@ func consoleStoreChecks(t *testing.T, db *DB) {
 	left, _, err := db.ListEvents(ctx, EventQuery{Limit: 1000})
 	if err != nil || int64(len(left)) != int64(len(rows))-before {
 		t.Fatalf("%d events left (%v), want %d", len(left), err, int64(len(rows))-before)
+	}
+	var indexRows, stray int64
+	if err := db.QueryRow(ctx, `SELECT COUNT(*), COUNT(CASE WHEN NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = event_index.seq) THEN 1 END) FROM event_index`).Scan(&indexRows, &stray); err != nil {
+		t.Fatal(err)
+	}
+	if indexRows != int64(len(left)) || stray != 0 {
+		t.Fatalf("%d index rows (%d without their event) for %d events left", indexRows, stray, len(left))
 	}
 	got, err = db.Rollups(ctx, RollupQuery{From: from, To: to, Bucket: time.Hour})
 	if err != nil {

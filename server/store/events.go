@@ -308,7 +308,11 @@ func listEventsSQL(d Dialect, q EventQuery) (string, []any) {
 	// walks events_time for the order, which reaches a rare device's
 	// newest events only after every stored one.
 	w2, a2 := conds("e", "e", driving)
-	w2 = append([]string{"e.seq > (SELECT COALESCE(MAX(seq), 0) FROM event_index)", "e." + driving + " || '' = ?"}, w2...)
+	// Bounded on both sides: PostgreSQL plans before it knows either
+	// bound, and an open range `seq > x` it guesses to hold a third of the
+	// table, which it then walks by time; a closed one it reads by key.
+	w2 = append([]string{"e.seq > (SELECT COALESCE(MAX(seq), 0) FROM event_index)",
+		"e.seq <= (SELECT last FROM event_seq WHERE one = 1)", "e." + driving + " || '' = ?"}, w2...)
 	a2 = append([]any{value}, a2...)
 	hint := ""
 	if d == SQLite {

@@ -9,10 +9,20 @@ import (
 	"time"
 )
 
-// MaxGatewayInstances bounds gateway_instances: a token with events:write
-// could otherwise name a new node in every event. Instances already
-// recorded keep being updated; new ones past the bound are not recorded.
-const MaxGatewayInstances = 1000
+// Bounds of gateway_instances: a token with events:write could otherwise
+// name a new node in every event, and every new node costs the ingest
+// transaction a count and an insert. Instances already recorded keep
+// being updated; new ones past a bound are not recorded (the gateways
+// view says when the table is full).
+const (
+	// MaxGatewayInstances bounds the table.
+	MaxGatewayInstances = 1000
+	// MaxGatewayInstancesPerToken bounds what one token can add, so one
+	// leaked token cannot fill the table for the others.
+	MaxGatewayInstancesPerToken = 100
+	// maxNewInstancesPerBatch bounds the inserts one batch makes.
+	maxNewInstancesPerBatch = 8
+)
 
 // Sender is who delivered a batch of events: the User-Agent of the
 // request (a gateway's webhook sink sends "mcc-webhook/1 mcc/<version>")
@@ -77,39 +87,57 @@ func (g gatewaysSeen) record(ctx context.Context, tx *Tx, from Sender, received 
 		return cmp.Or(strings.Compare(a.gateway, b.gateway), strings.Compare(a.node, b.node))
 	})
 	now := NS(received)
+	// The counts are read once a batch, and only when it names an
+	// instance not recorded yet.
+	counted := false
+	var total, ofToken, added int
 	for _, k := range keys {
 		s := g[k]
 		// The newest event moves only forward: a late batch of old events
-		// does not replace it.
-		// (A batch of duplicates only has lastNS 0, never newer.)
-		res, err := tx.Exec(ctx, `UPDATE gateway_instances SET agent = ?, token_name = ?, last_seen_ns = ?, events = events + ?,
+		// does not replace it. (A batch of duplicates only has lastNS 0,
+		// never newer.)
+		res, err := tx.Exec(ctx, `UPDATE gateway_instances SET agent = ?, last_seen_ns = ?, events = events + ?,
 			last_event_id = CASE WHEN ? > last_event_ns THEN ? ELSE last_event_id END,
 			last_event_ns = CASE WHEN ? > last_event_ns THEN ? ELSE last_event_ns END
-			WHERE gateway = ? AND node = ?`,
-			from.Agent, from.Token, now, s.inserted, s.lastNS, s.lastID, s.lastNS, s.lastNS, k.gateway, k.node)
+			WHERE gateway = ? AND node = ? AND token_name = ?`,
+			from.Agent, now, s.inserted, s.lastNS, s.lastID, s.lastNS, s.lastNS, k.gateway, k.node, from.Token)
 		if err != nil {
 			return fmt.Errorf("gateways: updating %s %q: %w", k.gateway, k.node, err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			if err != nil {
-				return fmt.Errorf("gateways: updating %s %q: %w", k.gateway, k.node, err)
-			}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("gateways: updating %s %q: %w", k.gateway, k.node, err)
+		}
+		if n > 0 || added >= maxNewInstancesPerBatch {
 			continue
 		}
-		var count int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_instances`).Scan(&count); err != nil {
-			return fmt.Errorf("gateways: counting: %w", err)
+		if !counted {
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*), COUNT(CASE WHEN token_name = ? THEN 1 END) FROM gateway_instances`,
+				from.Token).Scan(&total, &ofToken); err != nil {
+				return fmt.Errorf("gateways: counting: %w", err)
+			}
+			counted = true
 		}
-		if count >= MaxGatewayInstances {
+		if total >= MaxGatewayInstances || ofToken >= MaxGatewayInstancesPerToken {
 			continue
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO gateway_instances (gateway, node, agent, token_name, first_seen_ns, last_seen_ns,
-			last_event_ns, last_event_id, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, node) DO NOTHING`,
+			last_event_ns, last_event_id, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, node, token_name) DO NOTHING`,
 			k.gateway, k.node, from.Agent, from.Token, now, now, s.lastNS, s.lastID, s.inserted); err != nil {
 			return fmt.Errorf("gateways: recording %s %q: %w", k.gateway, k.node, err)
 		}
+		total, ofToken, added = total+1, ofToken+1, added+1
 	}
 	return nil
+}
+
+// GatewayInstanceCount is how many instances are recorded.
+func (db *DB) GatewayInstanceCount(ctx context.Context) (int, error) {
+	var n int
+	if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_instances`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("gateways: counting: %w", err)
+	}
+	return n, nil
 }
 
 // GatewayInstances lists the recorded instances, the most recently heard

@@ -211,8 +211,14 @@ CREATE INDEX certificates_set_builds ON certificates (fusion_set, issued_ns, ser
 // seq, with the four indexes, and is filled by the indexer
 // (IndexPendingEvents) in runs of many events, where an index page gets
 // many entries and is written once. The events numbered after the last
-// indexed seq are the pending ones.
+// indexed seq are the pending ones. Events an older mcc stored without a
+// number while migration 3 ran elsewhere (several instances on one
+// PostgreSQL) are numbered first, after the others.
 const schemaV4 = `
+UPDATE events SET seq = numbered.n + (SELECT last FROM event_seq WHERE one = 1)
+	FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY received_ns, id) AS n FROM events WHERE seq IS NULL) AS numbered
+	WHERE events.id = numbered.id;
+UPDATE event_seq SET last = (SELECT MAX(seq) FROM events) WHERE one = 1 AND last < (SELECT COALESCE(MAX(seq), 0) FROM events);
 CREATE TABLE events_v4 (
 	seq {{seqkey}},
 	id TEXT NOT NULL UNIQUE,
@@ -257,10 +263,11 @@ CREATE INDEX event_index_external ON event_index (external_id);
 `
 
 // schemaV5 records each gateway instance that delivers events (issue 14's
-// gateways view): kind and node as its events name them, the software
-// that delivered the last batch (its User-Agent) and the token, when it
-// was first and last heard from, its newest event and how many events it
-// delivered.
+// gateways view): kind and node as its events name them, with the token
+// that delivered them (a token cannot update another token's instance,
+// only add its own beside it), the software of the last delivery (its
+// User-Agent), when it was first and last heard from, its newest event
+// and how many events it delivered.
 const schemaV5 = `
 CREATE TABLE gateway_instances (
 	gateway TEXT NOT NULL,
@@ -272,7 +279,7 @@ CREATE TABLE gateway_instances (
 	last_event_ns BIGINT NOT NULL,
 	last_event_id TEXT NOT NULL,
 	events BIGINT NOT NULL,
-	PRIMARY KEY (gateway, node)
+	PRIMARY KEY (gateway, node, token_name)
 );
 CREATE INDEX gateway_instances_seen ON gateway_instances (last_seen_ns);
 `

@@ -17,8 +17,9 @@ import (
 )
 
 // userAgent identifies the sender to receivers: the wire format's
-// version, then the mcc that sends (mcc server's gateways view shows it).
-var userAgent = "mcc-webhook/1 mcc/" + version.Get().Short()
+// version, then the mcc module version that sends (mcc server's gateways
+// view shows it). Not the commit: receivers may be third parties.
+var userAgent = "mcc-webhook/1 mcc/" + version.Get().Version
 
 // errRejected marks a response that retrying cannot fix.
 var errRejected = errors.New("receiver rejected the batch")

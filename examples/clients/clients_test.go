@@ -8,9 +8,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/mccgate/mcc/internal/testport"
 	"github.com/mccgate/mcc/pki"
@@ -101,6 +110,9 @@ func TestClients(t *testing.T) {
 
 			if c.enrolls {
 				testEnrollment(t, c, gw, append(env, bundle...), filepath.Join(work, c.name+"-state"))
+			}
+			if c.name == "kotlin" {
+				testKotlinCSR(t, c, gw)
 			}
 		})
 	}
@@ -200,7 +212,7 @@ func buildClients(t *testing.T, work string) []client {
 	// libokhttp-java 3.13): MccTls.kt is the code an Android app shares.
 	ktOut := filepath.Join(work, "kotlin")
 	jars := []string{debianJar(t, "okhttp.jar", "libokhttp-java"), debianJar(t, "okio.jar", "libokio-java")}
-	mustRun(t, lookPath(t, "kotlinc", "kotlin"), "-nowarn", "-cp", strings.Join(jars, ":"), "-d", ktOut, "kotlin/MccTls.kt", "kotlin/Main.kt")
+	mustRun(t, lookPath(t, "kotlinc", "kotlin"), "-nowarn", "-cp", strings.Join(jars, ":"), "-d", ktOut, "kotlin/MccTls.kt", "kotlin/MccCsr.kt", "kotlin/Main.kt")
 	ktClasspath := strings.Join(append([]string{ktOut, debianJar(t, "kotlin-stdlib.jar", "kotlin")}, jars...), ":")
 	return []client{
 		{name: "go", argv: []string{goBin}, enrolls: true},
@@ -363,5 +375,86 @@ func writeJSON(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testKotlinCSR: the CSR MccCsr writes by hand (the code an Android app
+// signs with its Keystore key) parses with Go's x509, the server's parser,
+// verifies, and enrolls at the quickstart's mcc server with the bundle:
+// the install certificate is for the CSR's key.
+func testKotlinCSR(t *testing.T, c client, gw gateway) {
+	t.Helper()
+	csrClient := client{name: c.name, argv: append(append([]string(nil), c.argv...), "csr")}
+	code, out, errOut := run(t, csrClient, nil)
+	if code != 0 {
+		t.Fatalf("kotlin csr: exit %d\n%s%s", code, out, errOut)
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("kotlin csr: not base64: %v\n%s", err, out)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatalf("kotlin csr: Go does not parse it: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatalf("kotlin csr: the signature does not verify: %v", err)
+	}
+	pub, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() || len(csr.Subject.Names) != 0 {
+		t.Fatalf("kotlin csr: key %T, subject %q; want P-256 and an empty subject", csr.PublicKey, csr.Subject)
+	}
+
+	password, err := os.ReadFile(filepath.Join(gw.dir, "app.p12.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := os.ReadFile(filepath.Join(gw.dir, "app.p12"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, leaf, chain, err := pkcs12.DecodeChain(p12, strings.TrimRight(string(password), "\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(filepath.Join(gw.dir, "server-ca.pem"))
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("server-ca.pem: %v", err)
+	}
+	certChain := [][]byte{leaf.Raw}
+	for _, ca := range chain {
+		certChain = append(certChain, ca.Raw)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: roots, MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: certChain, PrivateKey: key, Leaf: leaf}},
+	}}}
+	body, _ := json.Marshal(map[string]any{"csr": strings.TrimSpace(out), "installId": "kotlin-csr-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+	resp, err := hc.Post(gw.enrollURL+"/v1/fusion-sets/"+quickstart.SetID+"/enroll", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("enrolling with the Kotlin CSR: %s\n%s", resp.Status, answer)
+	}
+	var got struct {
+		Certificate string `json:"certificate"`
+	}
+	if err := json.Unmarshal(answer, &got); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(got.Certificate))
+	if block == nil {
+		t.Fatalf("no certificate in %s", answer)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pub.Equal(cert.PublicKey) {
+		t.Fatal("the install certificate is not for the Kotlin CSR's key")
 	}
 }

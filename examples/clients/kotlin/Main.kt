@@ -46,8 +46,18 @@ fun run(): Int {
     }
 }
 
-fun main() {
+fun main(args: Array<String>) {
     val code = try {
+        // `csr`: print the base64 of a CSR for a new P-256 key, as an
+        // enrollment sends it (the test checks it with Go's parser, the
+        // server's).
+        if (args.firstOrNull() == "csr") {
+            val gen = java.security.KeyPairGenerator.getInstance("EC")
+            gen.initialize(java.security.spec.ECGenParameterSpec("secp256r1"))
+            val pair = gen.generateKeyPair()
+            println(java.util.Base64.getEncoder().encodeToString(MccCsr.der(pair.public, pair.private)))
+            exitProcess(EXIT_ALLOWED)
+        }
         run()
     } catch (e: Exception) {
         // One line for the user, not a stack trace.

@@ -472,16 +472,23 @@ func (a *API) renewedAlready(ctx context.Context, w http.ResponseWriter, p *pres
 	if err != nil {
 		return err
 	}
-	if next.RevokedAt.IsZero() {
-		cert, err := pki.ParseCertificatePEM([]byte(next.CertPEM))
-		if err != nil {
-			return fmt.Errorf("install certificate %s: %w", next.Serial, err)
-		}
-		if held, ok := cert.PublicKey.(*ecdsa.PublicKey); ok && held.Equal(key) {
-			return writeJSON(w, http.StatusOK, installJSON(&pki.InstallCert{Cert: cert, DER: cert.Raw, PEM: []byte(next.CertPEM)}, ca, in.InstallID, nil))
-		}
+	cert, err := pki.ParseCertificatePEM([]byte(next.CertPEM))
+	if err != nil {
+		return fmt.Errorf("install certificate %s: %w", next.Serial, err)
 	}
-	return a.refuseFork(ctx, p)
+	held, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !held.Equal(key) {
+		return a.refuseFork(ctx, p)
+	}
+	if next.RevokedAt.IsZero() {
+		return writeJSON(w, http.StatusOK, installJSON(&pki.InstallCert{Cert: cert, DER: cert.Raw, PEM: []byte(next.CertPEM)}, ca, in.InstallID, nil))
+	}
+	// The same device retrying, but what the first renewal issued has
+	// been revoked since (by serial, say): that revocation is the answer,
+	// not a fork; the device enrolls again with its build certificate.
+	detail := "the certificate " + next.Serial + " this renewal issued is revoked: enroll again"
+	a.report(ctx, p, threat.ReasonCertRevoked, map[string]any{"error": detail, "serial": p.rec.Serial, "renewedTo": next.Serial})
+	return refused(threat.ReasonCertRevoked, detail)
 }
 
 // refuseFork answers the second renewal of one install certificate: two

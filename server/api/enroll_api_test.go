@@ -214,6 +214,23 @@ func TestEnrollIssuesInstallCertificate(t *testing.T) {
 	if !next.cert.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(&next.key.PublicKey) {
 		t.Fatal("a renewal with a CSR must certify the new key")
 	}
+
+	// What the renewal issued is revoked by serial; the device, whose
+	// answer was lost, retries with the same key: the answer is that
+	// revocation (CERT_REVOKED naming it), not a fork. Nothing else of the
+	// install is revoked and no RATE_ANOMALY is stored.
+	successor := next.got.Serial
+	e.json(t, "POST", "/v1/revocations", e.token[auth.ScopeRevoke], map[string]any{"serial": successor, "reason": "key-compromise"}, http.StatusOK, nil)
+	r = e.send(t, contractReq{method: "POST", path: "/v1/fusion-sets/bank-prod/renew", cert: d.cert, body: string(body), want: 403})
+	if !strings.Contains(string(r.body), "CERT_REVOKED") || !strings.Contains(string(r.body), successor) {
+		t.Fatalf("a retried renewal whose certificate was revoked: %s", r.body)
+	}
+	if c, err := e.db.Certificate(context.Background(), pki.FormatSerial(d.cert.Leaf.SerialNumber)); err != nil || !c.RevokedAt.IsZero() {
+		t.Fatalf("the renewed certificate was revoked as a fork: %+v %v", c, err)
+	}
+	if n := countEvents(t, e, "RATE_ANOMALY"); n != 1 {
+		t.Fatalf("%d RATE_ANOMALY events, want still 1", n)
+	}
 }
 
 // countEvents counts the stored events of reason.

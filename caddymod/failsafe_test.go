@@ -5,32 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/testclock"
 	"github.com/mccgate/mcc/threat"
 )
 
 // fakeClock is a movable time source for the pooled state's clock hook.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+type fakeClock = testclock.Clock
 
 // failSafeSetFile writes the corpus set with fail-safe enforcement: three
 // NO_CLIENT_CERT events (10 points each) ban a client for 15 minutes.
@@ -79,7 +64,7 @@ func TestFailSafeBansOneClient(t *testing.T) {
 			setFile := failSafeSetFile(t, corp, "failsafe.yaml", mode, "Blocked.")
 			loadCaddyfile(t, failSafeConfig(srv, setFile, sink, corp.SetID, up.addr()))
 
-			clk := &fakeClock{now: time.Now()}
+			clk := testclock.New(time.Now())
 			runningState(t).store.clock.set(clk.Now)
 
 			valid := corp.Case(t, "valid").TLSCertificate()
@@ -143,11 +128,11 @@ func TestFailSafeBansOneClient(t *testing.T) {
 			}
 
 			// Still banned just before the end of the ban, free after it.
-			clk.Advance(14 * time.Minute)
+			clk.Add(14 * time.Minute)
 			if r := newClient(t, srv, &valid, otherIP).mustGet(t, "/", accept); r.status != http.StatusForbidden {
 				t.Fatalf("14 minutes into a 15 minute ban: %d %q, want 403", r.status, r.body)
 			}
-			clk.Advance(2 * time.Minute)
+			clk.Add(2 * time.Minute)
 			if r := newClient(t, srv, &valid, otherIP).mustGet(t, "/", accept); r.status != http.StatusOK {
 				t.Fatalf("after the ban: %d %q, want 200", r.status, r.body)
 			}

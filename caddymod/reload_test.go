@@ -14,6 +14,7 @@ import (
 
 	"github.com/mccgate/mcc/fusion"
 	"github.com/mccgate/mcc/fusion/fusiontest"
+	"github.com/mccgate/mcc/internal/testclock"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -31,7 +32,7 @@ func TestReloadKeepsScoresAndBans(t *testing.T) {
 
 	setA := failSafeSetFile(t, corp, "a.yaml", threat.ModeDefense, "Message A.")
 	loadCaddyfile(t, failSafeConfig(srv, setA, sink, corp.SetID, up.addr()))
-	clk := &fakeClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	runningState(t).store.clock.set(clk.Now)
 
 	// 20 of 30 points before the reload.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mccgate/mcc/envoyext/envoytest"
+	"github.com/mccgate/mcc/internal/testclock"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -166,22 +167,7 @@ func (b *syncBuffer) Len() int {
 // level, events to the log and to a file. The clock stands still unless
 // the test moves it.
 // testClock is a clock that moves only when the test says so.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+type testClock = testclock.Clock
 
 func loggedService(t *testing.T, p *testPKI, mod func(*Options)) (*Service, *syncBuffer, *threat.Pipeline, string, *testClock) {
 	t.Helper()
@@ -194,7 +180,7 @@ func loggedService(t *testing.T, p *testPKI, mod func(*Options)) (*Service, *syn
 		t.Fatal(err)
 	}
 	pipeline := threat.NewPipeline(threat.PipelineOptions{Sinks: []threat.Sink{threat.NewLogSink(log.Named("events")), fileSink}})
-	clock := &testClock{now: time.Now()}
+	clock := testclock.New(time.Now())
 	o := Options{Config: p.loadConfig(t, failSafeYAML(p.caFile())), Pipeline: pipeline, Logger: log, Node: "test-node",
 		Clock: clock.Now}
 	if mod != nil {
@@ -336,7 +322,7 @@ func TestHandshakeFailuresRateLimitedPerStream(t *testing.T) {
 	// Entries are handled in order on the stream: an HTTP-only message
 	// after them is a barrier only in time, so wait through /status.
 	waitStatus(t, sv.adminURL, func(st Status) bool { return st.AccessLog.HandshakeFailuresDropped == 45 })
-	now.Advance(3 * time.Second) // three more tokens
+	now.Add(3 * time.Second) // three more tokens
 	send(50, 10)
 	if _, err := stream.CloseAndRecv(); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestFailSafeDetection(t *testing.T) {
 	if d := e.Evaluate(ctx, c.SetID, other); d.Action != fusion.Allow || d.Reason != "" {
 		t.Fatalf("other client: %+v", d)
 	}
-	clock.Advance(11 * time.Minute)
+	clock.Add(11 * time.Minute)
 	if d := e.Evaluate(ctx, c.SetID, request(valid, "203.0.113.5")); d.Action != fusion.Allow {
 		t.Fatalf("after the ban: %+v", d)
 	}
@@ -104,7 +104,7 @@ func TestFailSafeStoreErrors(t *testing.T) {
 	if n := logs.FilterMessageSnippet("threat store failed").Len(); n != 1 {
 		t.Fatalf("%d warnings within a minute, want 1", n)
 	}
-	clock.Advance(61 * time.Second)
+	clock.Add(61 * time.Second)
 	e.Evaluate(ctx, c.SetID, request(valid, "203.0.113.200"))
 	warns := logs.FilterMessageSnippet("threat store failed").All()
 	if len(warns) != 2 || warns[1].ContextMap()["errors_since_last_warning"].(uint64) == 0 {

@@ -384,7 +384,7 @@ func checkCloneBlock(t *testing.T, c *fusiontest.Corpus, kca *fusiontest.KindCA,
 	if mode != threat.ModeDefense || clock == nil {
 		return
 	}
-	clock.Advance(cloneBlockBan + time.Second)
+	clock.Add(cloneBlockBan + time.Second)
 	if d := use(20, install, "203.0.113"); d.Action != fusion.Block || d.Reason != threat.ReasonRateAnomaly {
 		t.Errorf("install certificate after its ban, still over the maximum: %s %s, want blocked RATE_ANOMALY", d.Action, d.Reason)
 	}

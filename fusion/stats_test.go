@@ -32,7 +32,7 @@ func TestStatsBans(t *testing.T) {
 		t.Fatalf("bans = %d after one client crossed the threshold, want 1", n)
 	}
 	// After the ban and the window, the same client can be banned again.
-	clock.Advance(11 * time.Minute)
+	clock.Add(11 * time.Minute)
 	e.Evaluate(ctx, c.SetID, request(bad, "203.0.113.5"))
 	e.Evaluate(ctx, c.SetID, request(bad, "203.0.113.5"))
 	if st := e.Stats(); st.Bans != 2 || st.StoreErrors != 0 || st.StoreFallback {

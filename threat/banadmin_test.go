@@ -128,7 +128,7 @@ func TestMemoryStoreBanAdmin(t *testing.T) {
 		t.Fatal("set b's ban lifted")
 	}
 	// Expired bans are not listed.
-	clk.Advance(11 * time.Minute)
+	clk.Add(11 * time.Minute)
 	if bans, _ := s.Bans(ctx, ""); len(bans) != 0 {
 		t.Fatalf("expired bans listed: %+v", bans)
 	}

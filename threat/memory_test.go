@@ -7,28 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mccgate/mcc/internal/testclock"
 	"github.com/mccgate/mcc/threat"
 )
 
-// clock is a settable time source for stores under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the shared settable test clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)) }
 
 var policy = threat.Policy{Threshold: 100, Window: time.Minute, BanFor: 10 * time.Minute}
 
@@ -60,7 +46,7 @@ func TestMemoryStoreThresholdBanAndExpiry(t *testing.T) {
 		if r.Total != want || !r.BannedUntil.IsZero() {
 			t.Fatalf("add %d: %+v, want total %d and no ban", i, r, want)
 		}
-		c.Advance(time.Second)
+		c.Add(time.Second)
 	}
 	if until := mustBanned(t, s, "set", sub); !until.IsZero() {
 		t.Fatalf("banned until %v below the threshold", until)
@@ -76,18 +62,18 @@ func TestMemoryStoreThresholdBanAndExpiry(t *testing.T) {
 	}
 
 	// A further failure while banned reports the ban but does not extend it.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	r = mustAdd(t, s, "set", sub, 30, policy)
 	if !r.BannedUntil.Equal(banAt.Add(policy.BanFor)) {
 		t.Fatalf("add while banned: %+v, want the existing ban", r)
 	}
 
 	// One nanosecond before expiry the ban holds; at expiry it is gone.
-	c.Advance(banAt.Add(policy.BanFor).Sub(c.Now()) - time.Nanosecond)
+	c.Add(banAt.Add(policy.BanFor).Sub(c.Now()) - time.Nanosecond)
 	if until := mustBanned(t, s, "set", sub); until.IsZero() {
 		t.Fatal("ban ended early")
 	}
-	c.Advance(time.Nanosecond)
+	c.Add(time.Nanosecond)
 	if until := mustBanned(t, s, "set", sub); !until.IsZero() {
 		t.Fatalf("ban still active at its expiry: %v", until)
 	}
@@ -99,13 +85,13 @@ func TestMemoryStoreFixedWindowStartsAtFirstScore(t *testing.T) {
 	sub := threat.Subject{DeviceID: "dev-1"}
 
 	mustAdd(t, s, "set", sub, 50, policy) // window [0, 60s)
-	c.Advance(59 * time.Second)
+	c.Add(59 * time.Second)
 	if r := mustAdd(t, s, "set", sub, 40, policy); r.Total != 90 {
 		t.Fatalf("inside the window: total %d, want 90", r.Total)
 	}
 	// The window is fixed from the first score, not sliding: at 60s it
 	// restarts, even though the last score was a second ago.
-	c.Advance(time.Second)
+	c.Add(time.Second)
 	if r := mustAdd(t, s, "set", sub, 40, policy); r.Total != 40 || !r.BannedUntil.IsZero() {
 		t.Fatalf("new window: %+v, want total 40 and no ban", r)
 	}
@@ -188,7 +174,7 @@ func TestMemoryStorePolicyEdges(t *testing.T) {
 	}
 	// No window: DefaultWindow applies.
 	mustAdd(t, s, "nowindow", sub, 5, threat.Policy{Threshold: 100, BanFor: time.Minute})
-	c.Advance(threat.DefaultWindow - time.Second)
+	c.Add(threat.DefaultWindow - time.Second)
 	if r := mustAdd(t, s, "nowindow", sub, 5, threat.Policy{Threshold: 100, BanFor: time.Minute}); r.Total != 10 {
 		t.Errorf("default window: total %d, want 10", r.Total)
 	}
@@ -205,7 +191,7 @@ func TestMemoryStoreBanEndsThenRebans(t *testing.T) {
 	sub := threat.Subject{IP: "192.0.2.1"}
 	p := threat.Policy{Threshold: 10, Window: time.Minute, BanFor: time.Minute}
 	first := mustAdd(t, s, "set", sub, 10, p).BannedUntil
-	c.Advance(2 * time.Minute)
+	c.Add(2 * time.Minute)
 	if !mustBanned(t, s, "set", sub).IsZero() {
 		t.Fatal("ban outlived its expiry")
 	}
@@ -224,7 +210,7 @@ func TestMemoryStoreCleansUpExpiredEntries(t *testing.T) {
 	if n := s.Len(); n != 10_000 {
 		t.Fatalf("Len = %d, want 10000", n)
 	}
-	c.Advance(policy.Window)
+	c.Add(policy.Window)
 	// Later traffic frees expired entries a few at a time...
 	for i := range 1000 {
 		mustAdd(t, s, "set", threat.Subject{IP: fmt.Sprintf("172.16.%d.%d", i/256, i%256)}, 1, policy)
@@ -245,12 +231,12 @@ func TestMemoryStoreSweepKeepsBans(t *testing.T) {
 	sub := threat.Subject{IP: "192.0.2.1"}
 	p := threat.Policy{Threshold: 1, Window: time.Second, BanFor: time.Hour}
 	mustAdd(t, s, "set", sub, 1, p)
-	c.Advance(time.Minute) // the window is long gone, the ban is not
+	c.Add(time.Minute) // the window is long gone, the ban is not
 	s.Sweep(0)
 	if mustBanned(t, s, "set", sub).IsZero() {
 		t.Fatal("Sweep dropped a live ban")
 	}
-	c.Advance(time.Hour)
+	c.Add(time.Hour)
 	s.Sweep(0)
 	if s.Len() != 0 {
 		t.Fatalf("Len = %d after the ban expired, want 0", s.Len())
@@ -360,7 +346,7 @@ func TestMemoryStoreCleanupPassesBannedEntries(t *testing.T) {
 	for i := range 5000 {
 		mustAdd(t, s, "set", threat.Subject{IP: fmt.Sprintf("short-%d", i)}, 0, p)
 	}
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	for i := range 5000 {
 		mustAdd(t, s, "set", threat.Subject{IP: fmt.Sprintf("later-%d", i)}, 0, p)
 	}
@@ -375,7 +361,7 @@ func TestMemoryStoreCleanupPassesBannedEntries(t *testing.T) {
 		}
 	}
 	// A bounded Sweep makes progress without visiting everything.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	before := s.Len()
 	s.Sweep(10)
 	if after := s.Len(); after >= before || before-after > 64*10 {

@@ -184,6 +184,11 @@ func TestEventsIngestRefusesBadEvents(t *testing.T) {
 		{"long fusion set", "fusionSet", false, func(m map[string]any) { m["fusionSet"] = strings.Repeat("a", 300) }},
 		{"NUL in device id", "deviceID", false, func(m map[string]any) { m["deviceID"] = "a\x00b" }},
 		{"time out of range", "time", false, func(m map[string]any) { m["time"] = "2300-01-01T00:00:00Z" }},
+		// The node names an instance on the gateways view: a name that
+		// reads as another one is refused.
+		{"right-to-left override in node", "node", false, func(m map[string]any) { m["node"] = "edge-‮1-egde" }},
+		{"zero width space in node", "node", false, func(m map[string]any) { m["node"] = "edge​-1" }},
+		{"long node", "node", false, func(m map[string]any) { m["node"] = strings.Repeat("n", 300) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

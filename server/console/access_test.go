@@ -14,7 +14,7 @@ import (
 // views are the pages a session opens.
 var views = []string{"/console/", "/console/overview", "/console/overview?range=1h", "/console/offenders",
 	"/console/offenders?kind=build", "/console/events", "/console/events?externalId=req-a", "/console/builds",
-	"/console/bans"}
+	"/console/bans", "/console/gateways"}
 
 const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -34,7 +34,7 @@ func TestNothingWithoutSession(t *testing.T) {
 			t.Errorf("GET %s: body %q, CSP %q", p, body, resp.Header.Get("Content-Security-Policy"))
 		}
 	}
-	for _, p := range []string{"/console/stream", "/console/stream?after=0", "/console/export"} {
+	for _, p := range []string{"/console/stream", "/console/stream?after=0", "/console/export", "/console/overview/charts?range=1h"} {
 		if resp, _ := b.get(p, "Last-Event-ID", "0"); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("GET %s without a session: %s, want 401", p, resp.Status)
 		}
@@ -125,7 +125,7 @@ func TestSignIn(t *testing.T) {
 		}
 	}
 	rows.Close()
-	for _, p := range views {
+	for _, p := range append(views, "/console/overview/charts?range=24h") {
 		resp, body := b.get(p)
 		if p == "/console/" {
 			continue
@@ -246,7 +246,8 @@ func TestBadFilters(t *testing.T) {
 	b := e.browser(t)
 	b.signIn(e.read)
 	for _, p := range []string{"/console/overview?range=1y", "/console/events?fusionSet=" + strings.Repeat("x", 300),
-		"/console/events?before=abc", "/console/events?before=-1_x", "/console/offenders?kind=doc", "/console/events?reason=%ff"} {
+		"/console/events?before=abc", "/console/events?before=-1_x", "/console/offenders?kind=doc", "/console/events?reason=%ff",
+		"/console/overview/charts?range=1y", "/console/overview/charts?fusionSet=" + strings.Repeat("x", 300)} {
 		if resp, _ := b.get(p); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("GET %s: %s, want 400", p, resp.Status)
 		}

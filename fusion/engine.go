@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mccgate/mcc/internal/safetext"
 	"github.com/mccgate/mcc/threat"
 )
 
@@ -335,12 +336,15 @@ func deviceValue(h http.Header, name string) string {
 	if name == "" || h == nil {
 		return ""
 	}
-	v := h.Get(name)
-	if len(v) > maxDeviceValue {
-		v = v[:maxDeviceValue]
-	}
-	return v
+	return eventText(h.Get(name), maxDeviceValue)
 }
+
+// eventText makes a value the client sent fit for an event and a store
+// key (safetext.Clean). mcc server refuses a batch in which an indexed
+// field is not safetext.Printable or is over 256 bytes, and a webhook
+// sink drops a refused batch for good: one client's tab in a device
+// header would lose every other event of the batch.
+func eventText(s string, max int) string { return safetext.Clean(s, max) }
 
 func rawChain(chain []*x509.Certificate) [][]byte {
 	out := make([][]byte, 0, len(chain))

@@ -70,7 +70,7 @@ func (e *Engine) buildEvent(set *Set, req *Request, reason threat.Reason, data m
 
 func externalID(req *Request) string {
 	if req.RequestID != "" {
-		return truncate(req.RequestID, 128)
+		return eventText(req.RequestID, 128)
 	}
 	return threat.NewEventID()
 }

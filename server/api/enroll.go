@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mccgate/mcc/fusion"
+	"github.com/mccgate/mcc/internal/safetext"
 	"github.com/mccgate/mcc/pki"
 	"github.com/mccgate/mcc/pki/attestation"
 	"github.com/mccgate/mcc/pki/certid"
@@ -702,7 +703,7 @@ func checkDevice(dev map[string]string) []FieldError {
 		switch {
 		case !threat.IsDeviceKey(k):
 			errs = append(errs, FieldError{Field: field, Detail: "is not a device context key of the event schema"})
-		case len(v) > maxDeviceValueLen || !printable(v):
+		case len(v) > maxDeviceValueLen || !safetext.Printable(v):
 			errs = append(errs, FieldError{Field: field, Detail: fmt.Sprintf("must be printable text of at most %d bytes", maxDeviceValueLen)})
 		}
 	}

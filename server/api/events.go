@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/mccgate/mcc/internal/safetext"
 	"github.com/mccgate/mcc/server/auth"
 	"github.com/mccgate/mcc/server/store"
 	"github.com/mccgate/mcc/threat"
@@ -136,7 +136,7 @@ func eventRow(shape *eventShape, raw json.RawMessage, path string, received time
 	// The node names a gateway on the console: no format characters
 	// (bidi overrides, zero-width joiners) that would let one name pass
 	// for another.
-	if !printable(e.Node) {
+	if !safetext.Printable(e.Node) {
 		ps.add(path+".node", "must be printable text")
 	}
 	doc, err := compactJSON(raw)
@@ -174,29 +174,8 @@ func plainText(v string) string {
 // maxAgentBytes bounds the User-Agent kept for the gateways view.
 const maxAgentBytes = 200
 
-// senderAgent is the User-Agent as the gateways view shows it: at most
-// maxAgentBytes of valid UTF-8, control characters dropped.
-func senderAgent(ua string) string {
-	ua = strings.ToValidUTF8(ua, "")
-	ua = strings.Map(func(c rune) rune {
-		if c < ' ' || c == 0x7f {
-			return -1
-		}
-		return c
-	}, ua)
-	for len(ua) > maxAgentBytes {
-		_, size := utf8.DecodeLastRuneInString(ua)
-		ua = ua[:len(ua)-size]
-	}
-	return ua
-}
-
-// printable reports whether v is valid UTF-8 of printable characters
-// only (unicode.IsPrint: no controls, no format characters, no line or
-// paragraph separators).
-func printable(v string) bool {
-	return utf8.ValidString(v) && !strings.ContainsFunc(v, func(c rune) bool { return !unicode.IsPrint(c) })
-}
+// senderAgent is the User-Agent as the gateways view shows it.
+func senderAgent(ua string) string { return safetext.Clean(ua, maxAgentBytes) }
 
 // storableTime reports whether t fits the database's unix nanoseconds.
 func storableTime(t time.Time) bool {

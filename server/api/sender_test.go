@@ -11,8 +11,8 @@ import (
 func TestSenderAgent(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"mcc-webhook/1 mcc/v0.5.0", "mcc-webhook/1 mcc/v0.5.0"},
-		{"a\x00b\x1bc\x7fd\te", "abcde"},
-		{"bad \xff\xfe utf-8", "bad  utf-8"},
+		{"a\x00b\x1bc\x7fd\te", "a\uFFFDb\uFFFDc\uFFFDd\uFFFDe"},
+		{"bad \xff\xfe utf-8", "bad \uFFFD\uFFFD utf-8"},
 		{"", ""},
 	} {
 		if got := senderAgent(tc.in); got != tc.want {

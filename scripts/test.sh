@@ -23,6 +23,7 @@ command -v node >/dev/null || need+=(nodejs)
 command -v javac >/dev/null || need+=(default-jdk-headless)
 command -v kotlinc >/dev/null || need+=(kotlin)
 [ -f /usr/share/java/okhttp.jar ] || need+=(libokhttp-java)
+[ -f /usr/share/java/com.android.json.jar ] || need+=(libandroid-json-java)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3 python3-cryptography)
 # Debian puts the server binaries in /usr/lib/postgresql/<version>/bin, off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null || need+=(postgresql)

@@ -10,14 +10,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +23,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/mccgate/mcc/internal/testport"
 	"github.com/mccgate/mcc/pki"
@@ -65,6 +60,20 @@ func TestClients(t *testing.T) {
 	clients := buildClients(t, work)
 	gw := startQuickstart(t, filepath.Join(work, "qs"))
 	enveloped := issueEnveloped(t, gw, work)
+	bundleEnv := func(c client) []string {
+		return []string{"MCC_URL=" + gw.url, "MCC_SERVER_CA=" + filepath.Join(gw.dir, "server-ca.pem"), "MCC_DEVICE_ID=" + c.name + "-renewing-device",
+			"MCC_BUNDLE=" + filepath.Join(gw.dir, "app.p12"), "MCC_BUNDLE_PASSWORD_FILE=" + filepath.Join(gw.dir, "app.p12.password")}
+	}
+
+	// Enroll first at a server issuing 5-minute certificates, so the
+	// renewals at the end come due while the rest runs.
+	short := startShortLivedServer(t, gw)
+	var renewals []*renewal
+	for _, c := range clients {
+		if c.enrolls {
+			renewals = append(renewals, enrollShortLived(t, c, bundleEnv(c), short, work))
+		}
+	}
 
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,9 +121,12 @@ func TestClients(t *testing.T) {
 				testEnrollment(t, c, gw, append(env, bundle...), filepath.Join(work, c.name+"-state"))
 			}
 			if c.name == "kotlin" {
-				testKotlinCSR(t, c, gw)
+				testKotlinCSR(t, c)
 			}
 		})
+	}
+	for _, r := range renewals {
+		t.Run(r.c.name+"/renewal", func(t *testing.T) { testRenewal(t, r) })
 	}
 }
 
@@ -206,20 +218,38 @@ func buildClients(t *testing.T, work string) []client {
 	t.Helper()
 	goBin := filepath.Join(work, "goclient")
 	mustRun(t, "go", "build", "-o", goBin, "./go")
+	// org.json: the JSON Android ships, as Debian packages it; the Java
+	// and Kotlin clients parse the server's answers with it.
+	jsonJar := debianJar(t, "com.android.json.jar", "libandroid-json-java")
 	javaOut := filepath.Join(work, "java")
-	mustRun(t, lookPath(t, "javac", "default-jdk-headless"), "-d", javaOut, "java/MccClient.java")
+	mustRun(t, lookPath(t, "javac", "default-jdk-headless"), "-cp", jsonJar, "-d", javaOut, "java/MccClient.java")
 	// Kotlin/JVM with OkHttp, as Debian packages them (kotlin 1.3,
-	// libokhttp-java 3.13): MccTls.kt is the code an Android app shares.
+	// libokhttp-java 3.13): MccTls.kt and MccEnroll.kt are the code an
+	// Android app shares.
 	ktOut := filepath.Join(work, "kotlin")
-	jars := []string{debianJar(t, "okhttp.jar", "libokhttp-java"), debianJar(t, "okio.jar", "libokio-java")}
-	mustRun(t, lookPath(t, "kotlinc", "kotlin"), "-nowarn", "-cp", strings.Join(jars, ":"), "-d", ktOut, "kotlin/MccTls.kt", "kotlin/MccCsr.kt", "kotlin/Main.kt")
+	jars := []string{debianJar(t, "okhttp.jar", "libokhttp-java"), debianJar(t, "okio.jar", "libokio-java"), jsonJar}
+	// android/MccInstall.kt is compiled with them, against a stub of the
+	// Android API it calls, so the shared code cannot drift from it; it
+	// is never run (testdata/androidstub/README.md).
+	stubOut := filepath.Join(work, "androidstub")
+	stubs, err := filepath.Glob("testdata/androidstub/android/*/*.java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := filepath.Glob("testdata/androidstub/android/*/*/*.java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, lookPath(t, "javac", "default-jdk-headless"), append([]string{"-d", stubOut}, append(stubs, more...)...)...)
+	mustRun(t, lookPath(t, "kotlinc", "kotlin"), "-nowarn", "-cp", strings.Join(append([]string{stubOut}, jars...), ":"), "-d", ktOut,
+		"kotlin/MccTls.kt", "kotlin/MccCsr.kt", "kotlin/MccEnroll.kt", "kotlin/Main.kt", "android/MccInstall.kt")
 	ktClasspath := strings.Join(append([]string{ktOut, debianJar(t, "kotlin-stdlib.jar", "kotlin")}, jars...), ":")
 	return []client{
 		{name: "go", argv: []string{goBin}, enrolls: true},
-		{name: "kotlin", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", ktClasspath, "mcc.example.MainKt"}},
+		{name: "kotlin", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", ktClasspath, "mcc.example.MainKt"}, enrolls: true},
 		{name: "python", argv: []string{debianPython(t), "python/client.py"}, enrolls: true},
-		{name: "node", argv: []string{lookPath(t, "node", "nodejs"), "node/client.mjs"}},
-		{name: "java", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", javaOut, "MccClient"}},
+		{name: "node", argv: []string{lookPath(t, "node", "nodejs"), "node/client.mjs"}, enrolls: true},
+		{name: "java", argv: []string{lookPath(t, "java", "default-jdk-headless"), "-cp", javaOut + ":" + jsonJar, "MccClient"}, enrolls: true},
 	}
 }
 
@@ -380,9 +410,9 @@ func writeJSON(t *testing.T, path string, v any) {
 
 // testKotlinCSR: the CSR MccCsr writes by hand (the code an Android app
 // signs with its Keystore key) parses with Go's x509, the server's parser,
-// verifies, and enrolls at the quickstart's mcc server with the bundle:
-// the install certificate is for the CSR's key.
-func testKotlinCSR(t *testing.T, c client, gw gateway) {
+// verifies, and holds a P-256 key and nothing else; the enrollment steps
+// then send it to the server.
+func testKotlinCSR(t *testing.T, c client) {
 	t.Helper()
 	csrClient := client{name: c.name, argv: append(append([]string(nil), c.argv...), "csr")}
 	code, out, errOut := run(t, csrClient, nil)
@@ -401,60 +431,7 @@ func testKotlinCSR(t *testing.T, c client, gw gateway) {
 		t.Fatalf("kotlin csr: the signature does not verify: %v", err)
 	}
 	pub, ok := csr.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() || len(csr.Subject.Names) != 0 {
-		t.Fatalf("kotlin csr: key %T, subject %q; want P-256 and an empty subject", csr.PublicKey, csr.Subject)
-	}
-
-	password, err := os.ReadFile(filepath.Join(gw.dir, "app.p12.password"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p12, err := os.ReadFile(filepath.Join(gw.dir, "app.p12"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, leaf, chain, err := pkcs12.DecodeChain(p12, strings.TrimRight(string(password), "\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	caPEM, err := os.ReadFile(filepath.Join(gw.dir, "server-ca.pem"))
-	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("server-ca.pem: %v", err)
-	}
-	certChain := [][]byte{leaf.Raw}
-	for _, ca := range chain {
-		certChain = append(certChain, ca.Raw)
-	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: roots, MinVersion: tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: certChain, PrivateKey: key, Leaf: leaf}},
-	}}}
-	body, _ := json.Marshal(map[string]any{"csr": strings.TrimSpace(out), "installId": "kotlin-csr-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
-	resp, err := hc.Post(gw.enrollURL+"/v1/fusion-sets/"+quickstart.SetID+"/enroll", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("enrolling with the Kotlin CSR: %s\n%s", resp.Status, answer)
-	}
-	var got struct {
-		Certificate string `json:"certificate"`
-	}
-	if err := json.Unmarshal(answer, &got); err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode([]byte(got.Certificate))
-	if block == nil {
-		t.Fatalf("no certificate in %s", answer)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !pub.Equal(cert.PublicKey) {
-		t.Fatal("the install certificate is not for the Kotlin CSR's key")
+	if !ok || pub.Curve != elliptic.P256() || len(csr.Subject.Names) != 0 || len(csr.Extensions) != 0 {
+		t.Fatalf("kotlin csr: key %T, subject %q, %d extensions; want P-256, an empty subject, none", csr.PublicKey, csr.Subject, len(csr.Extensions))
 	}
 }

@@ -1,128 +1,108 @@
-// MccInstall is the Android-only part of an mcc client: a device key made
-// in the Android Keystore with an attestation challenge, enrolled with the
-// build's bundle for an install certificate, and presented on every call.
-// Everything else is shared with the Kotlin/JVM client that this
-// project's tests run: MccTls (the bundle, the server's CA, OkHttp) and
-// MccCsr (the CSR, signed through java.security.Signature, which the
-// Keystore key serves). This file is not built here (no Android SDK on
-// the test machines); see README.md.
+// KeystoreInstallStore is the Android-only part of an mcc client: device
+// keys made in the Android Keystore (the first with the server's
+// attestation challenge) and the server's answers in SharedPreferences.
+// The enrollment, renewal and fallback are MccEnrollment's, the TLS
+// MccTls's and the CSR MccCsr's: the code the Kotlin/JVM client shares
+// and this project's tests run. This file is not built here (no Android
+// SDK on the test machines); see README.md.
 package mcc.example.android
 
+import android.content.Context
 import android.security.keystore.KeyGenParameterSpec
 import android.security.keystore.KeyProperties
-import java.io.ByteArrayInputStream
-import java.net.Socket
+import java.security.KeyPair
 import java.security.KeyPairGenerator
 import java.security.KeyStore
-import java.security.Principal
 import java.security.PrivateKey
-import java.security.cert.CertificateFactory
-import java.security.cert.X509Certificate
+import java.security.SecureRandom
 import java.security.spec.ECGenParameterSpec
 import java.util.Base64
-import javax.net.ssl.SSLContext
-import javax.net.ssl.TrustManagerFactory
-import javax.net.ssl.X509KeyManager
-import javax.net.ssl.X509TrustManager
-import mcc.example.MccCsr
-import mcc.example.MccTls
-import okhttp3.MediaType
-import okhttp3.OkHttpClient
-import okhttp3.Request
-import okhttp3.RequestBody
+import mcc.example.DeviceKey
+import mcc.example.InstallStore
+import mcc.example.Kept
 import org.json.JSONObject
 
-class MccInstall(
-    private val enrollUrl: String, // https://mcc.example.com:8444, the server's --enroll-listen
-    private val fusionSet: String,
-    private val installId: String, // made once per install and kept (SharedPreferences)
-) {
-    private val alias = "mcc-install-$fusionSet"
+class KeystoreInstallStore(context: Context, fusionSet: String) : InstallStore {
+    // Keep this file out of Auto Backup (android:fullBackupContent): the
+    // Keystore keys are not backed up, so a restored copy names keys the
+    // new device does not have. load() then finds none and the app
+    // enrolls again, which is right, but the backup is dead weight.
+    private val prefs = context.getSharedPreferences("mcc-install-$fusionSet", Context.MODE_PRIVATE)
     private val keyStore = KeyStore.getInstance("AndroidKeyStore").apply { load(null) }
-    private val json = MediaType.parse("application/json")
+    // Exactly this set's aliases: a set id may hold '-', so a prefix of
+    // "bank" would also match the keys of "bank-prod".
+    private val prefix = "mcc-install-$fusionSet-"
+    private val ours = Regex("^" + Regex.escape(prefix) + "[0-9a-f]{16}$")
+    private val aliasOf = HashMap<String, String>() // a public key's encoding, base64 -> its alias
 
-    /**
-     * Enrolls once: asks the server for a challenge, makes the key in the
-     * Keystore with it (the attestation chain then names this app and this
-     * enrollment), and trades the bundle for an install certificate.
-     * [bundleClient] is MccTls.client(assets.open("app.p12e"), password, null).
-     */
-    fun enroll(bundleClient: OkHttpClient, device: Map<String, String>) {
-        val challenge = post(bundleClient, "enroll/challenge", JSONObject().put("installId", installId))
-            .getString("challenge")
+    /** The Keystore attests the enrollment key: the server checks it against the set's attestation policy. */
+    override val attests = true
+
+    override fun load(): Kept? {
+        val answer = prefs.getString("answer", null) ?: return null
+        val key = prefs.getString("key", null)?.let { pair(it) } ?: return null
+        return Kept(key, prefs.getString("pendingKey", null)?.let { pair(it) }, JSONObject(answer))
+    }
+
+    override fun save(kept: Kept) {
+        val key = alias(kept.key)
+        val pending = kept.pendingKey?.let { alias(it) }
+        // commit, not apply: MccEnrollment sends the pending key only once
+        // it is kept, so a retry after a crash sends the same key.
+        val saved = prefs.edit()
+            .putString("answer", kept.answer.toString())
+            .putString("key", key)
+            .putString("pendingKey", pending) // null removes it
+            .commit()
+        check(saved) { "mcc install state not saved" }
+        // Keys no state names any more: the one a renewal replaced, or one
+        // made before a crash.
+        deleteKeysBut(key, pending)
+    }
+
+    override fun newKey(challenge: String?): DeviceKey {
+        val alias = prefix + ByteArray(8).also { SecureRandom().nextBytes(it) }.joinToString("") { "%02x".format(it) }
+        val spec = KeyGenParameterSpec.Builder(alias, KeyProperties.PURPOSE_SIGN)
+            .setAlgorithmParameterSpec(ECGenParameterSpec("secp256r1"))
+            // NONE too: Conscrypt signs the TLS handshake with a Keystore
+            // key as NONEwithECDSA over the digest it made itself, and the
+            // Keystore refuses a digest the key is not authorised for.
+            .setDigests(KeyProperties.DIGEST_NONE, KeyProperties.DIGEST_SHA256)
+        // The challenge is base64url, unpadded; the attestation chain then
+        // names this app, its signing certificate and this enrollment.
+        if (challenge != null) spec.setAttestationChallenge(Base64.getUrlDecoder().decode(challenge))
         val gen = KeyPairGenerator.getInstance(KeyProperties.KEY_ALGORITHM_EC, "AndroidKeyStore")
-        gen.initialize(
-            KeyGenParameterSpec.Builder(alias, KeyProperties.PURPOSE_SIGN)
-                .setAlgorithmParameterSpec(ECGenParameterSpec("secp256r1"))
-                .setDigests(KeyProperties.DIGEST_SHA256)
-                .setAttestationChallenge(Base64.getUrlDecoder().decode(challenge)) // base64url, unpadded
-                .build()
-        )
+        gen.initialize(spec.build())
         val pair = gen.generateKeyPair()
-        // Leaf first, as the server's android-key verifier reads it.
+        aliasOf[encoded(pair)] = alias
+        if (challenge == null) return DeviceKey(pair)
+        // Leaf first, each certificate's DER one after the other, as the
+        // server's android-key verifier reads it.
         val chain = keyStore.getCertificateChain(alias).map { it.encoded }
-        val body = JSONObject()
-            .put("csr", Base64.getEncoder().encodeToString(MccCsr.der(pair.public, pair.private)))
-            .put("installId", installId)
-            .put("device", JSONObject(device))
-            .put("attestation", JSONObject()
-                .put("format", "android-key")
-                .put("challenge", challenge)
-                .put("data", Base64.getEncoder().encodeToString(chain.fold(ByteArray(0)) { a, b -> a + b })))
-        val answer = post(bundleClient, "enroll", body)
-        // The Keystore keeps the key where it was made; the certificate
-        // chain beside it replaces the attestation chain.
-        val cert = CertificateFactory.getInstance("X.509")
-            .generateCertificate(ByteArrayInputStream(answer.getString("certificate").toByteArray())) as X509Certificate
-        keyStore.setKeyEntry(alias, keyStore.getKey(alias, null), null, arrayOf(cert))
-        // Keep answer.getString("renewAfter"): renew from then on (POST
-        // .../renew over the install certificate, as the Go and Python
-        // example clients do), and enroll again on 403 or 409.
+        return DeviceKey(pair, JSONObject()
+            .put("format", "android-key")
+            .put("challenge", challenge)
+            .put("data", Base64.getEncoder().encodeToString(chain.fold(ByteArray(0)) { a, b -> a + b })))
     }
 
-    /** An OkHttp client presenting the install certificate. */
-    fun client(serverTrust: X509TrustManager = platformTrust()): OkHttpClient {
-        val ctx = SSLContext.getInstance("TLS")
-        ctx.init(arrayOf(InstallKeyManager()), arrayOf(serverTrust), null)
-        return OkHttpClient.Builder().sslSocketFactory(ctx.socketFactory, serverTrust).build()
+    override fun clear() {
+        prefs.edit().clear().commit()
+        deleteKeysBut()
     }
 
-    /**
-     * Presents the Keystore key and its install certificate. A
-     * KeyManagerFactory over "AndroidKeyStore" is not portable across
-     * Android versions; a key manager naming the alias is.
-     */
-    private inner class InstallKeyManager : X509KeyManager {
-        override fun chooseClientAlias(keyType: Array<String>?, issuers: Array<Principal>?, socket: Socket?) = alias
-        override fun getCertificateChain(a: String?): Array<X509Certificate> =
-            keyStore.getCertificateChain(alias).map { it as X509Certificate }.toTypedArray()
-        override fun getPrivateKey(a: String?) = keyStore.getKey(alias, null) as PrivateKey
-        override fun getClientAliases(keyType: String?, issuers: Array<Principal>?) = arrayOf(alias)
-        override fun chooseServerAlias(keyType: String?, issuers: Array<Principal>?, socket: Socket?): String? = null
-        override fun getServerAliases(keyType: String?, issuers: Array<Principal>?): Array<String>? = null
+    /** The Keystore key under [alias], or null when the Keystore lost it (a restore, a wipe). */
+    private fun pair(alias: String): KeyPair? {
+        val private = keyStore.getKey(alias, null) as? PrivateKey ?: return null
+        val pair = KeyPair(keyStore.getCertificate(alias).publicKey, private)
+        aliasOf[encoded(pair)] = alias
+        return pair
     }
 
-    private fun post(client: OkHttpClient, route: String, body: JSONObject): JSONObject {
-        val req = Request.Builder()
-            .url("$enrollUrl/v1/fusion-sets/$fusionSet/$route")
-            .post(RequestBody.create(json, body.toString()))
-            .build()
-        client.newCall(req).execute().use { resp ->
-            val text = resp.peekBody(1L shl 20).string()
-            if (!resp.isSuccessful) throw IllegalStateException("$route: HTTP ${resp.code()}: $text")
-            return JSONObject(text)
-        }
-    }
+    private fun alias(pair: KeyPair) = aliasOf[encoded(pair)] ?: error("not a key of this store")
 
-    private fun platformTrust(): X509TrustManager {
-        val tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm())
-        tmf.init(null as KeyStore?)
-        return tmf.trustManagers.filterIsInstance<X509TrustManager>().first()
-    }
+    private fun encoded(pair: KeyPair) = Base64.getEncoder().encodeToString(pair.public.encoded)
 
-    companion object {
-        /** The bundle client, from the app's assets (MccTls, shared with the JVM). */
-        fun bundleClient(bundle: java.io.InputStream, password: CharArray): OkHttpClient =
-            MccTls.client(bundle, password, null)
+    private fun deleteKeysBut(vararg keep: String?) {
+        for (a in keyStore.aliases().toList()) if (ours.matches(a) && a !in keep) keyStore.deleteEntry(a)
     }
 }

@@ -9,7 +9,10 @@ import java.io.InputStream
 import java.net.InetAddress
 import java.net.Socket
 import java.security.KeyStore
+import java.security.Principal
+import java.security.PrivateKey
 import java.security.cert.CertificateFactory
+import java.security.cert.X509Certificate
 import java.util.concurrent.TimeUnit
 import javax.crypto.AEADBadTagException
 import javax.crypto.Cipher
@@ -17,12 +20,15 @@ import javax.crypto.SecretKeyFactory
 import javax.crypto.spec.GCMParameterSpec
 import javax.crypto.spec.PBEKeySpec
 import javax.crypto.spec.SecretKeySpec
+import javax.net.ssl.KeyManager
 import javax.net.ssl.KeyManagerFactory
 import javax.net.ssl.SNIHostName
 import javax.net.ssl.SSLContext
+import javax.net.ssl.SSLEngine
 import javax.net.ssl.SSLSocket
 import javax.net.ssl.SSLSocketFactory
 import javax.net.ssl.TrustManagerFactory
+import javax.net.ssl.X509ExtendedKeyManager
 import javax.net.ssl.X509TrustManager
 import okhttp3.OkHttpClient
 
@@ -36,17 +42,38 @@ object MccTls {
      * SSLContext.init with null key managers sends no certificate at all,
      * silently.
      */
-    fun client(bundle: InputStream?, password: CharArray, serverCA: InputStream?): OkHttpClient {
-        var keyManagers: Array<javax.net.ssl.KeyManager>? = null
-        if (bundle != null) {
-            var data = bundle.use { it.readBytes() }
-            if (isEnvelope(data)) data = openEnvelope(data, password)
-            val ks = KeyStore.getInstance("PKCS12")
-            ks.load(data.inputStream(), password)
-            val kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm())
-            kmf.init(ks, password)
-            keyManagers = kmf.keyManagers
-        }
+    fun client(bundle: InputStream?, password: CharArray, serverCA: InputStream?): OkHttpClient =
+        client(bundle?.let { bundleKeyManagers(it, password) }, serverCA)
+
+    /** The key managers presenting the bundle (PKCS#12, or inside an envelope). */
+    fun bundleKeyManagers(bundle: InputStream, password: CharArray): Array<KeyManager> {
+        var data = bundle.use { it.readBytes() }
+        if (isEnvelope(data)) data = openEnvelope(data, password)
+        val ks = KeyStore.getInstance("PKCS12")
+        ks.load(data.inputStream(), password)
+        val kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm())
+        kmf.init(ks, password)
+        return kmf.keyManagers
+    }
+
+    /**
+     * An OkHttp client presenting what [keyManagers] hold (nothing when
+     * null) and trusting [serverCA] (a PEM stream), or the platform's roots
+     * when it is null.
+     */
+    fun client(keyManagers: Array<KeyManager>?, serverCA: InputStream?): OkHttpClient {
+        val trustManager = trust(serverCA)
+        val ctx = SSLContext.getInstance("TLS")
+        ctx.init(keyManagers, arrayOf(trustManager), null)
+        return OkHttpClient.Builder()
+            .sslSocketFactory(NamingSocketFactory(ctx.socketFactory), trustManager)
+            .connectTimeout(30, TimeUnit.SECONDS)
+            .readTimeout(30, TimeUnit.SECONDS)
+            .build()
+    }
+
+    /** Trusts the certificates of [serverCA] (PEM), or the platform's roots when it is null. */
+    fun trust(serverCA: InputStream?): X509TrustManager {
         val tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm())
         if (serverCA != null) {
             val trust = KeyStore.getInstance(KeyStore.getDefaultType())
@@ -60,14 +87,7 @@ object MccTls {
         } else {
             tmf.init(null as KeyStore?)
         }
-        val trustManager = tmf.trustManagers.filterIsInstance<X509TrustManager>().first()
-        val ctx = SSLContext.getInstance("TLS")
-        ctx.init(keyManagers, arrayOf(trustManager), null)
-        return OkHttpClient.Builder()
-            .sslSocketFactory(NamingSocketFactory(ctx.socketFactory), trustManager)
-            .connectTimeout(30, TimeUnit.SECONDS)
-            .readTimeout(30, TimeUnit.SECONDS)
-            .build()
+        return tmf.trustManagers.filterIsInstance<X509TrustManager>().first()
     }
 
     /** A JSON string's escapes (Go writes <, > and & as u003c escapes). */
@@ -141,6 +161,28 @@ object MccTls {
                 ?.groupValues?.get(1)?.let(::unescape)
         val message = field("message") ?: return null
         return Pair(message, field("externalID") ?: "")
+    }
+}
+
+/**
+ * Presents one key and its certificate: the install certificate, whose
+ * key an app makes itself (in the Android Keystore on a device, where a
+ * KeyManagerFactory over "AndroidKeyStore" is not portable across
+ * versions, and in memory here). An X509ExtendedKeyManager: TLS on an
+ * SSLEngine asks a plain X509KeyManager nothing, and the handshake goes
+ * out without a certificate, silently.
+ */
+class FixedKeyManager(private val key: PrivateKey, private val chain: Array<X509Certificate>) : X509ExtendedKeyManager() {
+    override fun chooseClientAlias(keyType: Array<String>?, issuers: Array<Principal>?, socket: Socket?) = ALIAS
+    override fun chooseEngineClientAlias(keyType: Array<String>?, issuers: Array<Principal>?, engine: SSLEngine?) = ALIAS
+    override fun getCertificateChain(alias: String?): Array<X509Certificate>? = if (alias == ALIAS) chain else null
+    override fun getPrivateKey(alias: String?): PrivateKey? = if (alias == ALIAS) key else null
+    override fun getClientAliases(keyType: String?, issuers: Array<Principal>?) = arrayOf(ALIAS)
+    override fun chooseServerAlias(keyType: String?, issuers: Array<Principal>?, socket: Socket?): String? = null
+    override fun getServerAliases(keyType: String?, issuers: Array<Principal>?): Array<String>? = null
+
+    private companion object {
+        const val ALIAS = "mcc-install"
     }
 }
 

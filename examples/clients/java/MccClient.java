@@ -478,7 +478,12 @@ public final class MccClient {
         Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
         Path tmp = Files.createTempFile(dir, ".install-", ".json");
         try {
-            Files.writeString(tmp, state.toString());
+            // Written through to the disk before the rename: a power loss
+            // leaves the old state or the new one, never an empty file.
+            try (var ch = java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.WRITE)) {
+                ch.write(java.nio.ByteBuffer.wrap(state.toString().getBytes(StandardCharsets.UTF_8)));
+                ch.force(true);
+            }
             Files.move(tmp, dir.resolve(STATE_FILE), StandardCopyOption.ATOMIC_MOVE);
         } finally {
             Files.deleteIfExists(tmp);

@@ -94,7 +94,12 @@ class FileInstallStore(private val dir: File) : InstallStore {
         Files.setPosixFilePermissions(dir.toPath(), PosixFilePermissions.fromString("rwx------"))
         val tmp = Files.createTempFile(dir.toPath(), ".install-", ".json") // 0600
         try {
-            Files.write(tmp, doc.toString().toByteArray())
+            // Written through to the disk before the rename: a power loss
+            // leaves the old state or the new one, never an empty file.
+            java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.WRITE).use {
+                it.write(java.nio.ByteBuffer.wrap(doc.toString().toByteArray()))
+                it.force(true)
+            }
             Files.move(tmp, file.toPath(), StandardCopyOption.ATOMIC_MOVE)
         } finally {
             Files.deleteIfExists(tmp)

@@ -12,7 +12,7 @@
 import {
   X509Certificate, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, pbkdf2Sync, randomBytes, sign,
 } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import process from 'node:process';
@@ -175,7 +175,15 @@ function saveState(dir, state) {
   chmodSync(dir, 0o700);
   const tmp = join(dir, `.install-${randomBytes(6).toString('hex')}.json`);
   try {
-    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600, flag: 'wx' });
+    // Written through to the disk before the rename: a power loss leaves
+    // the old state or the new one, never an empty file.
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeFileSync(fd, JSON.stringify(state));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, join(dir, STATE_FILE));
   } finally {
     rmSync(tmp, { force: true });
